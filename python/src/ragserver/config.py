@@ -1,0 +1,117 @@
+"""One typed Settings object, the only place that reads the environment.
+
+Read once through the cached `get_settings()`, never at import time, so tests can build
+their own `Settings(...)` and hand it to `create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ragserver.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _setting(default: Any, doc: str) -> Any:
+    """Declare a setting with its default and the line that documents it (.env.example, README)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server; the env var is the field name in upper case."""
+
+    database_url: str = _setting("", "Postgres DSN (pgvector required). Empty: see SUPABASE_URL, else embedded Postgres.")
+    supabase_url: str = _setting("", "Supabase project URL; with SUPABASE_SERVICE_KEY the store talks RPC to it.")
+    supabase_service_key: str = _setting("", "Supabase service-role key (secret, never logged).")
+    data_dir: Path = _setting(Path("./data"), "Where the embedded Postgres keeps its data (DATA_DIR/postgres).")
+    host: str = _setting("0.0.0.0", "Address the HTTP server binds to.")
+    port: int = _setting(8181, "HTTP + Socket.IO port.")
+    ragserver_api_key: str = _setting("", "When set, every /api route and Socket.IO need 'Authorization: Bearer <key>'.")
+    embedding_model: str = _setting(
+        "sentence-transformers/all-MiniLM-L6-v2", "Embedding model: HF id (from the local cache) or a local folder."
+    )
+    reranker_model: str = _setting(
+        "Qwen/Qwen3-Reranker-0.6B", "Reranker: Qwen3-Reranker or a classic cross-encoder; HF id or local folder."
+    )
+    use_reranking: bool = _setting(True, "Rerank search results when a reranker is available.")
+    rerank_top_n: int = _setting(20, "How many fused candidates go to the reranker.")
+    rrf_k: int = _setting(60, "Reciprocal rank fusion constant k.")
+    search_candidates: int = _setting(50, "Candidates taken from each of vector and full-text search before fusion.")
+    max_upload_mb: int = _setting(50, "Largest accepted upload, in MiB.")
+    chunk_max_tokens: int = _setting(0, "Chunk size in embedding tokens; 0 = the embedding model's max sequence length.")
+    code_example_min_chars: int = _setting(300, "Fenced code blocks at least this long are also stored as code examples.")
+    ingest_batch_size: int = _setting(32, "Documents per ingest batch (memory stays bounded by this).")
+    ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
+    ml_max_batch_tokens: int = _setting(16384, "Token budget per inference batch in the ML worker.")
+    ml_queue_size: int = _setting(256, "Pending ML requests before the API answers 429.")
+    ml_env_dir: Path = _setting(
+        Path.home() / ".local", "Root of the mounted ML env (user site); ml-env.json lives here."
+    )
+    log_level: str = _setting("info", "Logging level.")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, converting types; bad values raise ConfigError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, raw, type(f.default))
+        return cls(**values)
+
+    @property
+    def store_backend(self) -> str:
+        """Which store this configuration selects: postgres, supabase or embedded."""
+        if self.database_url:
+            return "postgres"
+        if self.supabase_url and self.supabase_service_key:
+            return "supabase"
+        return "embedded"
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    """Turn one env string into the field's type, with an error that names the variable."""
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            low = raw.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(f"expected true/false, got {raw!r}")
+        if kind is int:
+            return int(raw)
+        if issubclass(kind, Path):
+            return Path(raw).expanduser()
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{name.upper()}: {exc}") from exc
+
+
+def settings_docs() -> list[tuple[str, str, str]]:
+    """(ENV_NAME, default, description) for every setting; docs tests compare these to README and .env.example."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        if f.name == "ml_env_dir":
+            default = "~/.local"
+        if isinstance(default, bool):
+            default = str(default).lower()
+        rows.append((f.name.upper(), str(default), f.metadata["doc"]))
+    return rows
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

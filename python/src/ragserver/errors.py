@@ -1,0 +1,98 @@
+"""The error tree of ragserver, in one place.
+
+Foreign errors (psycopg, httpx, torch, pypdf) are translated at the boundary with
+`raise X(...) from exc`; one FastAPI handler renders any RagServerError as JSON with its
+`status_code`, so a bad input never becomes a 500 with a traceback.
+
+    RagServerError                 500  base
+      ConfigError                  500  a setting has a bad value
+      InputError                   400  the request is wrong (bad field, unsupported file type, ...)
+        PayloadTooLarge            413  upload above MAX_UPLOAD_MB
+        UnsupportedMediaType       415  a file type we cannot parse
+        TargetRefused              400  a crawl target refused by the SSRF guard or robots
+      NotFound                     404  an id that does not exist
+      Unauthorized                 401  missing or wrong API key
+      Busy                         429  a queue is full; retry later
+      Unavailable                  503  a dependency (database, ML env) is not ready
+      StoreError                   500  the database failed in an unexpected way
+      MLError                      500  inference failed
+      CrawlError                   502  fetching a page failed
+"""
+
+from __future__ import annotations
+
+
+class RagServerError(Exception):
+    """Base of every error ragserver raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_json(self) -> dict:
+        """The JSON body the API returns for this error."""
+        body = {"success": False, "error": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class ConfigError(RagServerError):
+    code = "config_error"
+
+
+class InputError(RagServerError):
+    status_code = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(InputError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(InputError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class TargetRefused(InputError):
+    status_code = 400
+    code = "target_refused"
+
+
+class NotFound(RagServerError):
+    status_code = 404
+    code = "not_found"
+
+
+class Unauthorized(RagServerError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Busy(RagServerError):
+    status_code = 429
+    code = "busy"
+
+
+class Unavailable(RagServerError):
+    status_code = 503
+    code = "unavailable"
+
+
+class StoreError(RagServerError):
+    code = "store_error"
+
+
+class MLError(RagServerError):
+    code = "ml_error"
+
+
+class CrawlError(RagServerError):
+    status_code = 502
+    code = "crawl_error"

@@ -1,0 +1,36 @@
+"""The small contracts the rest of the server sees of the models.
+
+The API and the services talk to these, so a real Qwen3 reranker, a classic cross-encoder or
+a tiny test model are interchangeable. Implementations are blocking; ml.worker runs them off
+the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors of a fixed dimension."""
+
+    model_name: str
+    dimension: int
+    max_seq_length: int
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token count of each text under the model's tokenizer (used to size chunks)."""
+        ...
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Normalized embeddings, one per text, in input order."""
+        ...
+
+
+class Reranker(Protocol):
+    """Scores (query, document) pairs; higher is more relevant, in [0, 1]."""
+
+    model_name: str
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Relevance of each pair in input order."""
+        ...
