@@ -1,0 +1,6 @@
+"""Shared pytest fixtures, split by room into tests/support/*_fixtures.py."""
+
+pytest_plugins = [
+    "support.store_fixtures",
+    "support.model_fixtures",
+]

@@ -1,0 +1,1 @@
+"""Test support: fixtures and builders of local test models and sites."""

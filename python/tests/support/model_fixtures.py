@@ -1,0 +1,1 @@
+"""Model fixtures (owned by the ml room)."""
