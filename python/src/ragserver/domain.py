@@ -58,6 +58,7 @@ class SearchHit:
     """One search result row: a chunk with its fused score and, when reranked, its rerank score."""
 
     chunk_id: int
+    page_id: int
     source_id: str
     url: str
     title: str
