@@ -27,13 +27,13 @@ def _setting(default: Any, doc: str) -> Any:
 class Settings:
     """Every setting of the server; the env var is the field name in upper case."""
 
-    database_url: str = _setting("", "Postgres DSN (pgvector required). Empty: see SUPABASE_URL, else embedded Postgres.")
+    database_url: str = _setting("", "Postgres DSN with pgvector. Empty: SUPABASE_URL if set, else embedded Postgres.")
     supabase_url: str = _setting("", "Supabase project URL; with SUPABASE_SERVICE_KEY the store talks RPC to it.")
     supabase_service_key: str = _setting("", "Supabase service-role key (secret, never logged).")
     data_dir: Path = _setting(Path("./data"), "Where the embedded Postgres keeps its data (DATA_DIR/postgres).")
     host: str = _setting("0.0.0.0", "Address the HTTP server binds to.")
     port: int = _setting(8181, "HTTP + Socket.IO port.")
-    ragserver_api_key: str = _setting("", "When set, every /api route and Socket.IO need 'Authorization: Bearer <key>'.")
+    ragserver_api_key: str = _setting("", "When set, /api routes and Socket.IO need 'Authorization: Bearer <key>'.")
     embedding_model: str = _setting(
         "sentence-transformers/all-MiniLM-L6-v2", "Embedding model: HF id (from the local cache) or a local folder."
     )
@@ -45,8 +45,8 @@ class Settings:
     rrf_k: int = _setting(60, "Reciprocal rank fusion constant k.")
     search_candidates: int = _setting(50, "Candidates taken from each of vector and full-text search before fusion.")
     max_upload_mb: int = _setting(50, "Largest accepted upload, in MiB.")
-    chunk_max_tokens: int = _setting(0, "Chunk size in embedding tokens; 0 = the embedding model's max sequence length.")
-    code_example_min_chars: int = _setting(300, "Fenced code blocks at least this long are also stored as code examples.")
+    chunk_max_tokens: int = _setting(0, "Chunk size in tokens; 0 = the embedding model's max sequence length.")
+    code_example_min_chars: int = _setting(300, "Code blocks at least this long are also stored as code examples.")
     ingest_batch_size: int = _setting(32, "Documents per ingest batch (memory stays bounded by this).")
     ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
     ml_max_batch_tokens: int = _setting(16384, "Token budget per inference batch in the ML worker.")
