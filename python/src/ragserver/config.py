@@ -51,8 +51,8 @@ class Settings:
     ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
     ml_max_batch_tokens: int = _setting(16384, "Token budget per inference batch in the ML worker.")
     ml_queue_size: int = _setting(256, "Pending ML requests before the API answers 429.")
-    ml_env_dir: Path = _setting(
-        Path.home() / ".local", "Root of the mounted ML env (user site); ml-env.json lives here."
+    ml_user_base: Path = _setting(
+        Path.home() / ".local", "ML env root in the server (pip --user base, /root/.local in Docker); has ml-env.json."
     )
     log_level: str = _setting("info", "Logging level.")
 
@@ -103,7 +103,7 @@ def settings_docs() -> list[tuple[str, str, str]]:
     rows = []
     for f in fields(Settings):
         default = f.default
-        if f.name == "ml_env_dir":
+        if f.name == "ml_user_base":
             default = "~/.local"
         if isinstance(default, bool):
             default = str(default).lower()
