@@ -1,0 +1,57 @@
+"""Route dependencies as Annotated aliases, so a route's signature says what it needs.
+
+Everything comes from the process Runtime on `app.state`; a dependency that is not up yet
+(database migrating) answers 503 through the error tree instead of a route checking by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from ragserver.api.runtime import Runtime
+from ragserver.config import Settings
+from ragserver.ingest.service import IngestService
+from ragserver.ml.service import MLService
+from ragserver.progress import ProgressTracker
+from ragserver.search.service import SearchService
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings_dep(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+def get_store(runtime: RuntimeDep) -> Any:
+    return runtime.require_store()
+
+
+def get_search(runtime: RuntimeDep) -> SearchService:
+    return runtime.require_service("search")
+
+
+def get_ingest(runtime: RuntimeDep) -> IngestService:
+    return runtime.require_service("ingest")
+
+
+def get_progress(runtime: RuntimeDep) -> ProgressTracker:
+    return runtime.tracker
+
+
+def get_ml(runtime: RuntimeDep) -> MLService:
+    return runtime.ml
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[Any, Depends(get_store)]
+SearchDep = Annotated[SearchService, Depends(get_search)]
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
+ProgressDep = Annotated[ProgressTracker, Depends(get_progress)]
+MLDep = Annotated[MLService, Depends(get_ml)]

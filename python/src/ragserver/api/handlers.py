@@ -1,0 +1,66 @@
+"""The one place that turns exceptions into JSON error responses.
+
+Every body has the shape of `RagServerError.to_json()`: {success: false, error, message[, details]}.
+Unexpected exceptions become a 500 without a traceback in the body; the log line names the route,
+never headers or bodies (they may carry keys).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ragserver.errors import RagServerError, Unauthorized
+
+log = logging.getLogger(__name__)
+
+MAX_VALIDATION_ERRORS = 10
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on the FastAPI app."""
+    app.add_exception_handler(RagServerError, _ragserver_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_response(exc: RagServerError) -> JSONResponse:
+    """The JSON response of one RagServerError (also used by the ASGI middlewares)."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
+
+
+async def _ragserver_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RagServerError)
+    if exc.status_code >= 500:
+        log.error("%s %s -> %s: %s", request.method, request.url.path, exc.code, exc.message)
+    return error_response(exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()[:MAX_VALIDATION_ERRORS]
+    ]
+    message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    body = {"success": False, "error": "validation_error", "message": message, "details": {"errors": errors}}
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"success": False, "error": code, "message": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s -> unexpected %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    body = {"success": False, "error": "internal_error", "message": "internal server error"}
+    return JSONResponse(body, status_code=500)

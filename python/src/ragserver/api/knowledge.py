@@ -1,0 +1,124 @@
+"""Sources and uploads, with Archon v1's paths and JSON shapes.
+
+Uploads are read in full only after the size guard has capped the request body; the ingest
+service parses and embeds in the background and the caller follows the returned progressId.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from pydantic import BaseModel, ConfigDict
+
+from ragserver.api.deps import IngestDep, SettingsDep, StoreDep
+from ragserver.errors import InputError, PayloadTooLarge
+
+router = APIRouter(prefix="/api", tags=["knowledge"])
+
+MAX_TAGS = 50
+MAX_TAG_CHARS = 100
+SOURCE_ID = Path(min_length=1, max_length=500)
+
+
+class UploadResponse(BaseModel):
+    success: bool
+    progressId: str
+    message: str
+    filename: str
+
+
+class SourcesResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    success: bool
+    sources: list[dict[str, Any]]
+    count: int
+
+
+class KnowledgeItemsResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+
+class DeleteResponse(BaseModel):
+    success: bool
+    message: str
+    source_id: str
+
+
+@router.post("/documents/upload", response_model=UploadResponse)
+async def upload_document(
+    ingest: IngestDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="md, txt, html, pdf or jsonl")],
+    tags: Annotated[str | None, Form(description="JSON list or comma-separated", max_length=10_000)] = None,
+    knowledge_type: Annotated[str, Form(min_length=1, max_length=50)] = "technical",
+) -> UploadResponse:
+    """Start ingesting one file; progress under the returned progressId (poll or Socket.IO)."""
+    filename = (file.filename or "").strip()
+    if not filename:
+        raise InputError("the uploaded file needs a filename")
+    limit = settings.max_upload_mb * 1024 * 1024
+    if file.size is not None and file.size > limit:
+        raise PayloadTooLarge(f"{filename} is larger than MAX_UPLOAD_MB={settings.max_upload_mb}")
+    data = await file.read()
+    op = await ingest.start_upload(filename, data, parse_tags(tags), knowledge_type)
+    return UploadResponse(success=True, progressId=op.id, message="Document upload started", filename=filename)
+
+
+@router.get("/rag/sources", response_model=SourcesResponse)
+async def list_sources(store: StoreDep) -> SourcesResponse:
+    """Every source with its counts (Archon's /api/rag/sources)."""
+    sources: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        listing = await store.list_sources(page=page, per_page=200)
+        sources.extend(listing["items"])
+        if not listing["items"] or len(sources) >= listing["total"]:
+            break
+        page += 1
+    return SourcesResponse(success=True, sources=sources, count=len(sources))
+
+
+@router.get("/knowledge-items", response_model=KnowledgeItemsResponse)
+async def knowledge_items(
+    store: StoreDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> KnowledgeItemsResponse:
+    """One page of sources with page, chunk and code example counts."""
+    listing = await store.list_sources(page=page, per_page=per_page)
+    return KnowledgeItemsResponse(items=listing["items"], total=listing["total"], page=page, per_page=per_page)
+
+
+@router.delete("/sources/{source_id}", response_model=DeleteResponse)
+async def delete_source(store: StoreDep, source_id: Annotated[str, SOURCE_ID]) -> DeleteResponse:
+    """Delete a source and everything stored for it; 404 when unknown."""
+    await store.delete_source(source_id)
+    return DeleteResponse(success=True, message=f"deleted source {source_id}", source_id=source_id)
+
+
+def parse_tags(raw: str | None) -> list[str]:
+    """Tags from a form field: a JSON list of strings or a comma-separated list."""
+    if raw is None or not raw.strip():
+        return []
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"tags: invalid JSON list ({exc.msg})") from exc
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputError("tags: expected a JSON list of strings")
+    else:
+        values = text.split(",")
+    tags = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_CHARS for t in tags):
+        raise InputError(f"tags: at most {MAX_TAGS} tags of at most {MAX_TAG_CHARS} characters")
+    return tags

@@ -1,0 +1,76 @@
+"""Polling of long operations (ETag + 304 so idle pollers cost nothing) and stop requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Response
+from pydantic import BaseModel, ConfigDict
+
+from ragserver.api.deps import ProgressDep
+
+router = APIRouter(prefix="/api", tags=["progress"])
+
+ProgressId = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+class ProgressResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    progressId: str
+    type: str
+    status: str
+    progress: float
+    step: str
+    message: str
+    counts: dict[str, int]
+
+
+class ProgressListResponse(BaseModel):
+    operations: list[ProgressResponse]
+    count: int
+    timestamp: float
+
+
+class StopResponse(BaseModel):
+    success: bool
+    progressId: str
+    cancelled: bool
+    message: str
+
+
+@router.get("/progress/", response_model=ProgressListResponse)
+async def list_progress(tracker: ProgressDep) -> dict[str, Any]:
+    """Operations still running."""
+    operations = tracker.list(active_only=True)
+    return {"operations": operations, "count": len(operations), "timestamp": time.time()}
+
+
+@router.get(
+    "/progress/{progress_id}",
+    response_model=ProgressResponse,
+    responses={304: {"description": "Unchanged since the ETag in If-None-Match"}},
+)
+async def get_progress(
+    progress_id: ProgressId,
+    tracker: ProgressDep,
+    response: Response,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Any:
+    """The operation's current state; 404 for an unknown id."""
+    op = tracker.get(progress_id)
+    etag = op.etag()
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match and etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    response.headers.update(headers)
+    return op.snapshot()
+
+
+@router.post("/knowledge-items/stop/{progress_id}", response_model=StopResponse)
+async def stop_operation(progress_id: ProgressId, tracker: ProgressDep) -> StopResponse:
+    """Ask an operation to stop; it ends as 'cancelled' once it reaches a safe point."""
+    cancelled = tracker.cancel(progress_id)
+    message = "stop requested" if cancelled else "operation had already finished"
+    return StopResponse(success=True, progressId=progress_id, cancelled=cancelled, message=message)

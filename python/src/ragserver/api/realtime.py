@@ -1,0 +1,63 @@
+"""Socket.IO on the HTTP port: progress of long operations pushed to the room of each operation.
+
+A client connects (with the API key in `auth={'token': ...}` or an Authorization header when one
+is configured), emits `subscribe` {progressId} and immediately receives the current state as a
+`progress` event, so a subscriber that arrives late still sees where the operation stands.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from ragserver.api.guards import bearer_token, key_matches
+from ragserver.errors import NotFound
+from ragserver.progress import ProgressTracker
+
+log = logging.getLogger(__name__)
+
+
+def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServer:
+    """A Socket.IO server whose `progress` events follow the tracker."""
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False)
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        token = token or bearer_token(environ.get("HTTP_AUTHORIZATION"))
+        if not key_matches(api_key, token):
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+
+    @sio.event
+    async def subscribe(sid: str, data: Any) -> dict[str, Any]:
+        progress_id = _progress_id(data)
+        if not progress_id:
+            return {"success": False, "error": "bad_request", "message": "progressId is required"}
+        try:
+            snapshot = tracker.get(progress_id).snapshot()
+        except NotFound as exc:
+            return {"success": False, "error": exc.code, "message": exc.message}
+        await sio.enter_room(sid, progress_id)
+        await sio.emit("progress", snapshot, to=sid)
+        return {"success": True, "progressId": progress_id}
+
+    @sio.event
+    async def unsubscribe(sid: str, data: Any) -> dict[str, Any]:
+        progress_id = _progress_id(data)
+        if progress_id:
+            await sio.leave_room(sid, progress_id)
+        return {"success": True, "progressId": progress_id}
+
+    async def forward(snapshot: dict[str, Any]) -> None:
+        await sio.emit("progress", snapshot, room=snapshot["progressId"])
+
+    tracker.add_listener(forward)
+    return sio
+
+
+def _progress_id(data: Any) -> str | None:
+    """The id a client sent, as {progressId} or a bare string."""
+    value = data.get("progressId") if isinstance(data, dict) else data
+    return value if isinstance(value, str) and value.strip() else None

@@ -1,0 +1,55 @@
+"""The ASGI application: FastAPI and Socket.IO on one port, with a lifespan that owns the resources.
+
+Wiring only. What comes up in which order lives in `api.runtime.Runtime`; routes live in `api/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import socketio
+from fastapi import FastAPI
+
+from ragserver import __version__
+from ragserver.api import health, knowledge, ml, progress, rag
+from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
+from ragserver.api.handlers import install_error_handlers
+from ragserver.api.realtime import build_socketio
+from ragserver.api.runtime import Runtime
+from ragserver.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Room for the multipart envelope and form fields around an upload of MAX_UPLOAD_MB.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
+    """FastAPI wrapped by the Socket.IO ASGI app; `.other_asgi_app` is the FastAPI instance."""
+    settings = settings or get_settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(
+        title="ragserver",
+        version=__version__,
+        summary="Self-hosted knowledge server: crawl, ingest, hybrid search, reranking.",
+        lifespan=lifespan,
+    )
+    api.state.runtime = runtime
+    install_error_handlers(api)
+    for module in (health, knowledge, rag, progress, ml):
+        api.include_router(module.router)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
+    api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)
+    sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
+    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

@@ -1,0 +1,214 @@
+"""The `ragserver` command: serve | ingest | crawl | query | check-ml | migrate.
+
+Commands other than `serve` work in-process on the same Runtime the server uses (store, ML,
+services), so `ragserver ingest ./docs` needs no running server. Errors print as one line.
+
+Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 a dependency is not ready
+(database unreachable, ML env missing), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ragserver.config import Settings, get_settings
+from ragserver.errors import ConfigError, InputError, RagServerError, Unavailable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        return args.handler(args, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Unavailable as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except RagServerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragserver", description="Self-hosted knowledge server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP + Socket.IO server")
+    serve.add_argument("--host", help="bind address (default: HOST)")
+    serve.add_argument("--port", type=int, help="port (default: PORT)")
+    serve.set_defaults(handler=_serve)
+
+    ingest = sub.add_parser("ingest", help="ingest a file or a folder")
+    ingest.add_argument("path", type=Path)
+    ingest.add_argument("--tags", default="", help="comma-separated tags")
+    ingest.add_argument("--knowledge-type", default="technical")
+    ingest.set_defaults(handler=_async(_ingest))
+
+    crawl = sub.add_parser("crawl", help="crawl a documentation site")
+    crawl.add_argument("url")
+    crawl.add_argument("--max-depth", type=int, default=None)
+    crawl.add_argument("--max-pages", type=int, default=None)
+    crawl.set_defaults(handler=_async(_crawl))
+
+    query = sub.add_parser("query", help="search the knowledge base")
+    query.add_argument("text")
+    query.add_argument("--json", action="store_true", help="print the full JSON answer")
+    query.add_argument("--source", default=None, help="only this source_id")
+    query.add_argument("--match-count", type=int, default=5)
+    query.add_argument("--mode", choices=["chunks", "pages"], default="chunks")
+    query.set_defaults(handler=_async(_query))
+
+    check = sub.add_parser("check-ml", help="check the ML environment and models; non-zero when not ready")
+    check.set_defaults(handler=_async(_check_ml))
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=_async(_migrate))
+    return parser
+
+
+def _async(command: Callable[[argparse.Namespace, Settings], Awaitable[int]]) -> Callable[..., int]:
+    """Run an async command to completion on a fresh event loop."""
+    return lambda args, settings: asyncio.run(command(args, settings))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from ragserver.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+    return EXIT_OK
+
+
+class _Session:
+    """A Runtime opened for one CLI command: fail fast on the database, stop cleanly at the end."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ragserver.api.runtime import Runtime
+
+        self.runtime = Runtime(settings, server=False)
+
+    async def __aenter__(self) -> Any:
+        await self.runtime.start()
+        try:
+            await self.runtime.wait_ready()
+        except BaseException:
+            await self.runtime.stop()
+            raise
+        return self.runtime
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.runtime.stop()
+
+
+def _progress_bar(tracker: Any, label: str) -> Any:
+    """A tqdm bar (0-100) that follows every operation of the tracker; close it when done."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=label, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}", file=sys.stderr)
+
+    async def follow(snapshot: dict[str, Any]) -> None:
+        bar.n = snapshot["progress"]
+        counts = " ".join(f"{name}={value}" for name, value in snapshot["counts"].items())
+        bar.set_postfix_str(f"{snapshot['step']} {counts}".strip())
+
+    tracker.add_listener(follow)
+    return bar
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.path.exists():
+        raise InputError(f"{args.path}: no such file or folder")
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()]
+    async with _Session(settings) as runtime:
+        bar = _progress_bar(runtime.tracker, f"ingest {args.path.name}")
+        try:
+            result = await runtime.services["ingest"].ingest_path(
+                args.path, tags=tags, knowledge_type=args.knowledge_type
+            )
+            await runtime.tracker.drain()
+        finally:
+            bar.close()
+    _print_summary(result)
+    return EXIT_OK
+
+
+async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
+    async with _Session(settings) as runtime:
+        crawler = runtime.services.get("crawl")
+        if crawler is None:
+            raise Unavailable("crawling is not available in this build (ragserver.crawl.service is missing)")
+        bar = _progress_bar(runtime.tracker, "crawl")
+        try:
+            result = await crawler.crawl(args.url, max_depth=args.max_depth, max_pages=args.max_pages)
+            await runtime.tracker.drain()
+        finally:
+            bar.close()
+    _print_summary(result)
+    return EXIT_OK
+
+
+async def _query(args: argparse.Namespace, settings: Settings) -> int:
+    async with _Session(settings) as runtime:
+        answer = await runtime.services["search"].query(
+            args.text, source_id=args.source, match_count=args.match_count, return_mode=args.mode
+        )
+    if args.json:
+        print(json.dumps(answer, indent=2, default=str))
+        return EXIT_OK
+    print(f"# {answer['total_found']} results ({answer['search_mode']}, reranked: {answer['reranking_applied']})")
+    for rank, hit in enumerate(answer["results"], start=1):
+        score = hit.get("rerank_score") if hit.get("rerank_score") is not None else hit.get("score")
+        print(f"\n{rank}. {hit.get('title') or hit.get('url')}  [{hit.get('source_id')}]  score={score:.4f}")
+        print(f"   {hit.get('url')}")
+        print("   " + " ".join(str(hit.get("content", "")).split())[:300])
+    return EXIT_OK
+
+
+async def _check_ml(args: argparse.Namespace, settings: Settings) -> int:
+    from ragserver.ml.check import run_check
+
+    report = await run_check(settings)
+    print(json.dumps(report, indent=2, default=str))
+    return EXIT_OK if report.get("ready") else EXIT_UNAVAILABLE
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ragserver.store import open_store
+
+    async with open_store(settings) as store:
+        applied = await store.migrate()
+    if applied:
+        for name in applied:
+            print(f"applied {name}")
+    else:
+        print("database schema is up to date")
+    return EXIT_OK
