@@ -3,4 +3,5 @@
 pytest_plugins = [
     "support.store_fixtures",
     "support.model_fixtures",
+    "support.api_fixtures",
 ]

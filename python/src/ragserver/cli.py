@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     query.set_defaults(handler=_async(_query))
 
     check = sub.add_parser("check-ml", help="check the ML environment and models; non-zero when not ready")
-    check.set_defaults(handler=_async(_check_ml))
+    check.set_defaults(handler=_check_ml)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_async(_migrate))
@@ -193,12 +193,12 @@ async def _query(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _check_ml(args: argparse.Namespace, settings: Settings) -> int:
+def _check_ml(args: argparse.Namespace, settings: Settings) -> int:
     from ragserver.ml.check import run_check
 
-    report = await run_check(settings)
+    report = run_check(settings)
     print(json.dumps(report, indent=2, default=str))
-    return EXIT_OK if report.get("ready") else EXIT_UNAVAILABLE
+    return EXIT_OK if report.get("ok") else EXIT_UNAVAILABLE
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,54 @@
+"""RAGSERVER_API_KEY: every /api route refuses requests without the bearer key; /health and docs stay open."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from support.api_fixtures import API_KEY, RunningApp
+
+pytestmark = pytest.mark.slow
+
+OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def api_routes(running: RunningApp) -> list[tuple[str, str]]:
+    """(method, concrete path) of every route of the app, path parameters filled with a dummy."""
+    routes = []
+    for route in running.app.other_asgi_app.routes:
+        path = re.sub(r"\{[^}]+\}", "some-id", route.path)
+        methods = route.methods if isinstance(route, APIRoute) else getattr(route, "methods", None) or {"GET"}
+        routes.extend((method, path) for method in sorted(methods - {"HEAD"}))
+    return routes
+
+
+def test_every_route_is_either_open_or_under_api(api_with_key: RunningApp) -> None:
+    """A new route outside /api would silently escape the key check; this catches it."""
+    for _, path in api_routes(api_with_key):
+        assert path in OPEN_PATHS or path.startswith("/api/"), path
+
+
+async def test_every_api_route_requires_the_key(api_with_key: RunningApp) -> None:
+    protected = [(m, p) for m, p in api_routes(api_with_key) if p.startswith("/api/")]
+    assert len(protected) >= 12, protected
+    for method, path in protected:
+        for headers in ({}, {"Authorization": "Bearer wrong-key"}, {"Authorization": API_KEY}):
+            response = await api_with_key.client.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path, headers, response.text)
+            assert response.json()["error"] == "unauthorized"
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_right_key_is_accepted(api_with_key: RunningApp) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    response = await api_with_key.client.get("/api/progress/", headers=headers)
+    assert response.status_code == 200, response.text
+    response = await api_with_key.client.get("/api/rag/sources", headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_health_and_docs_need_no_key(api_with_key: RunningApp) -> None:
+    for path in ("/health", "/openapi.json", "/docs"):
+        response = await api_with_key.client.get(path)
+        assert response.status_code == 200, (path, response.text)

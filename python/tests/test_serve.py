@@ -1,0 +1,45 @@
+"""`ragserver serve` as a real process on 127.0.0.1: health, upload, query, auth, clean Ctrl-C exit."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import httpx
+import pytest
+from support.api_fixtures import API_KEY, serve_subprocess, wait_for_health
+
+pytestmark = pytest.mark.slow
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def test_serve_answers_over_http(api_settings) -> None:
+    marker = f"srv{uuid.uuid4().hex[:10]}"
+    settings = dataclasses.replace(api_settings, ragserver_api_key=API_KEY)
+    with serve_subprocess(settings) as base_url:
+        health = wait_for_health(base_url, lambda r: r.status_code == 200 and r.json()["status"] == "ok")
+        assert health["database"]["state"] == "ready"
+
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            assert client.get("/api/rag/sources").status_code == 401
+            document = f"# {marker} manual\n\nThe {marker} valve regulates steam pressure in old engines.\n"
+            response = client.post(
+                "/api/documents/upload", files={"file": (f"{marker}.md", document.encode())}, headers=AUTH
+            )
+            assert response.status_code == 200, response.text
+            progress_id = response.json()["progressId"]
+            deadline = time.monotonic() + 120
+            while (state := client.get(f"/api/progress/{progress_id}", headers=AUTH).json())["status"] not in {
+                "completed",
+                "failed",
+                "cancelled",
+            }:
+                assert time.monotonic() < deadline, state
+                time.sleep(0.1)
+            assert state["status"] == "completed", state
+
+            answer = client.post("/api/rag/query", json={"query": f"{marker} valve"}, headers=AUTH).json()
+            assert answer["search_mode"] == "hybrid" and answer["reranking_applied"] is True, answer
+            assert marker in answer["results"][0]["content"]
