@@ -1,0 +1,82 @@
+"""`ragserver check-ml`: prove the ML env works end to end, as one printable dict.
+
+Used after ./bootstrap-ml-env.sh and in the Docker verify profile: it goes through the same
+probe and loaders as the server (same offline rules), then embeds one text and scores one
+query-document pair, so "ready" here means the server will rerank.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ragserver.config import Settings
+from ragserver.errors import RagServerError
+from ragserver.ml.embedder import SentenceTransformerEmbedder
+from ragserver.ml.loading import cached_models, choose_placement, hf_hub_cache, resolve_model_path
+from ragserver.ml.probe import probe_env
+from ragserver.ml.reranker import load_reranker
+
+CHECK_QUERY = "What does pgvector add to Postgres?"
+CHECK_DOCUMENT = "pgvector adds a vector column type and nearest-neighbour indexes to Postgres."
+
+
+def _timed(step: dict[str, Any], label: str, func, *args):
+    """Run one step, recording its seconds under `label`; on failure record the error text."""
+    started = time.perf_counter()
+    try:
+        return func(*args)
+    except Exception as exc:
+        step["ok"] = False
+        step["error"] = exc.message if isinstance(exc, RagServerError) else f"{type(exc).__name__}: {exc}"
+        return None
+    finally:
+        step.setdefault("seconds", {})[label] = round(time.perf_counter() - started, 3)
+
+
+def run_check(settings: Settings) -> dict[str, Any]:
+    """Probe, load both models, embed and score once; `ok` is True only if every step passed."""
+    report: dict[str, Any] = {"env": probe_env(settings.ml_user_base).to_dict()}
+    if report["env"]["state"] != "ready":
+        report["ok"] = False
+        return report
+    import sentence_transformers
+    import torch
+
+    report["torch"] = {"version": torch.__version__, "cuda_available": torch.cuda.is_available()}
+    report["sentence_transformers"] = sentence_transformers.__version__
+    report["hf_cache"] = {"path": str(hf_hub_cache()), "models": cached_models()}
+    placement = _timed(
+        report.setdefault("device", {"setting": settings.ml_device}), "choose", choose_placement, settings.ml_device
+    )
+    if placement is None:
+        report["ok"] = False
+        return report
+    report["device"].update(device=placement.device, dtype=placement.dtype)
+
+    embed_step: dict[str, Any] = {"model": settings.embedding_model}
+    report["embedder"] = embed_step
+    path = _timed(embed_step, "resolve", resolve_model_path, settings.embedding_model)
+    if path is not None:
+        embed_step["path"] = str(path)
+        embedder = _timed(embed_step, "load", SentenceTransformerEmbedder, settings.embedding_model, path, placement)
+        if embedder is not None:
+            vector = _timed(embed_step, "embed", embedder.embed, [CHECK_QUERY])
+            if vector is not None:
+                embed_step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
+
+    rerank_step: dict[str, Any] = {"model": settings.reranker_model}
+    report["reranker"] = rerank_step
+    path = _timed(rerank_step, "resolve", resolve_model_path, settings.reranker_model)
+    if path is not None:
+        rerank_step["path"] = str(path)
+        reranker = _timed(rerank_step, "load", load_reranker, settings.reranker_model, path, placement)
+        if reranker is not None:
+            rerank_step["kind"] = reranker.kind
+            scores = _timed(rerank_step, "score", reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)])
+            if scores is not None:
+                rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+    report["ok"] = all(report[key].get("ok", True) for key in ("device", "embedder", "reranker"))
+    for key in ("device", "embedder", "reranker"):
+        report[key].setdefault("ok", True)
+    return report

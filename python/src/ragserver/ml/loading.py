@@ -1,0 +1,95 @@
+"""Where a model comes from and where it runs: offline resolution, device and dtype.
+
+Models are never downloaded at run time: HF_HUB_OFFLINE=1 is set before the first import of
+huggingface_hub / transformers, and a model setting is either a local folder or an HF id that
+must already sit in the local HF cache (filled once by ./bootstrap-ml-env.sh).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragserver.errors import Unavailable
+
+FIX_MODELS = "./bootstrap-ml-env.sh (downloads the models into the HF cache once)"
+
+
+def force_offline() -> None:
+    """Forbid Hub downloads for this process; must run before huggingface_hub is first imported."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def hf_hub_cache() -> Path:
+    """The HF hub cache folder in effect (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    force_offline()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def resolve_model_path(name: str) -> Path:
+    """A local folder for `name`: the folder itself, or the cached snapshot of an HF id.
+
+    Raises Unavailable with the fix when the id is not in the cache (we never download).
+    """
+    candidate = Path(name).expanduser()
+    if candidate.is_dir():
+        return candidate
+    force_offline()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=name, local_files_only=True))
+    except Exception as exc:  # huggingface_hub raises several types for "not cached" / bad id
+        raise Unavailable(
+            f"model {name!r} is neither a local folder nor in the HF cache at {hf_hub_cache()}",
+            details={"fix": FIX_MODELS, "error": str(exc)},
+        ) from exc
+
+
+def cached_models() -> list[dict]:
+    """The model entries of the HF cache (repo id, revisions, size), for check-ml."""
+    cache = hf_hub_cache()
+    if not cache.is_dir():
+        return []
+    rows = []
+    for entry in sorted(cache.glob("models--*")):
+        snapshots = entry / "snapshots"
+        revisions = sorted(p.name for p in snapshots.iterdir()) if snapshots.is_dir() else []
+        size = sum(p.stat().st_size for p in (entry / "blobs").glob("*") if p.is_file())
+        repo_id = entry.name.removeprefix("models--").replace("--", "/", 1)
+        rows.append({"repo_id": repo_id, "revisions": revisions, "size_mb": round(size / 2**20, 1)})
+    return rows
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model runs and in which floating point type."""
+
+    device: str
+    dtype: str  # "float32" | "bfloat16" | "float16"
+
+    def torch_dtype(self):
+        """The torch dtype object (torch imported lazily)."""
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+def choose_placement(setting: str) -> Placement:
+    """Resolve ML_DEVICE (auto|cpu|cuda): CPU runs float32; CUDA runs bf16 where supported, else fp16."""
+    import torch
+
+    setting = setting.strip().lower()
+    if setting not in {"auto", "cpu", "cuda"}:
+        raise Unavailable(f"ML_DEVICE must be auto, cpu or cuda, not {setting!r}")
+    use_cuda = setting == "cuda" or (setting == "auto" and torch.cuda.is_available())
+    if not use_cuda:
+        return Placement("cpu", "float32")
+    if not torch.cuda.is_available():
+        raise Unavailable("ML_DEVICE=cuda but torch sees no CUDA device", details={"torch": torch.__version__})
+    return Placement("cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16")

@@ -1,0 +1,186 @@
+"""One batching worker per model: concurrent requests share forward passes, off the event loop.
+
+Requests from the event loop land in a bounded queue (full -> Busy, the API's 429). One
+asyncio task takes everything pending, and one inference thread measures the items, sorts
+them by length and cuts token-budgeted batches (rows x longest row <= max_batch_tokens), so
+short queries are not padded to the length of long chunks. Each batch's results are handed to
+the loop as soon as the batch is done; a request's future resolves when all of its items have
+a result. A failed batch fails exactly the requests that had items in it (set_exception with
+MLError) instead of leaving them hanging, and stop() fails whatever is still pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ragserver.errors import Busy, MLError, RagServerError, Unavailable
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(eq=False)
+class _Request(Generic[Item, Result]):
+    """One caller's items and the loop future that gets all their results, in order."""
+
+    items: Sequence[Item]
+    future: asyncio.Future
+    results: list[Any] = field(default_factory=list)
+    missing: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.items)
+        self.missing = len(self.items)
+
+
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches: sorted by length, each batch's rows x longest row within budget.
+
+    An item longer than the whole budget still gets a batch of its own (it must run somehow).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted ascending, so the newest item is the longest of the batch.
+        if current and lengths[index] * (len(current) + 1) > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class BatchWorker(Generic[Item, Result]):
+    """Batches items of concurrent requests for one model.
+
+    `run_batch(items) -> results` runs one forward pass; `measure(items) -> token counts` sizes
+    them. Both are blocking and only ever called from this worker's single inference thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[Item]], list[Result]],
+        measure: Callable[[list[Item]], list[int]],
+        *,
+        max_batch_tokens: int,
+        queue_size: int,
+    ) -> None:
+        self.name = name
+        self._run_batch = run_batch
+        self._measure = measure
+        self._max_batch_tokens = max(1, max_batch_tokens)
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max(1, queue_size))
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{name}")
+        self._task: asyncio.Task | None = None
+        self._in_flight: list[_Request] = []
+        self.batches_run = 0  # forward passes so far (observability and tests)
+
+    def start(self) -> None:
+        """Start the worker task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"ml-worker-{self.name}")
+
+    async def submit(self, items: Sequence[Item]) -> list[Result]:
+        """Results for `items`, in order, computed in shared batches. Busy when the queue is full."""
+        if self._task is None or self._task.done():
+            raise Unavailable(f"the {self.name} worker is not running")
+        if not items:
+            return []
+        request: _Request = _Request(items, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(request)
+        except asyncio.QueueFull:
+            raise Busy(f"the {self.name} queue is full; retry later") from None
+        return await request.future
+
+    async def stop(self) -> None:
+        """Stop taking work and fail everything still pending or in flight (nothing hangs)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        stopped = Unavailable(f"the {self.name} worker stopped")
+        while not self._queue.empty():
+            _fail(self._queue.get_nowait(), stopped)
+        for request in self._in_flight:
+            _fail(request, stopped)
+        self._in_flight = []
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            requests = [await self._queue.get()]
+            while not self._queue.empty():
+                requests.append(self._queue.get_nowait())
+            self._in_flight = [r for r in requests if not r.future.done()]  # skip callers that gave up
+            if not self._in_flight:
+                continue
+            refs = [(request, i) for request in self._in_flight for i in range(len(request.items))]
+            try:
+                await loop.run_in_executor(self._executor, self._run_round, loop, refs)
+            except Exception as exc:  # measuring failed: no batch ran, so fail the whole round
+                for request in self._in_flight:
+                    _fail(request, _as_ml_error(self.name, exc))
+            self._in_flight = []
+
+    def _run_round(self, loop: asyncio.AbstractEventLoop, refs: list[tuple[_Request, int]]) -> None:
+        """Inference thread: size, sort, batch, run; each batch's outcome goes back to the loop."""
+        items = [request.items[i] for request, i in refs]
+        lengths = self._measure(items)
+        for batch in plan_batches(lengths, self._max_batch_tokens):
+            batch_refs = [refs[i] for i in batch]
+            if all(request.future.done() for request, _ in batch_refs):
+                continue  # every owner already failed or gave up
+            try:
+                outcome: list[Any] | BaseException = self._run_batch([items[i] for i in batch])
+                if len(outcome) != len(batch):
+                    raise MLError(f"{self.name}: model returned {len(outcome)} results for {len(batch)} inputs")
+            except Exception as exc:
+                outcome = _as_ml_error(self.name, exc)
+            self.batches_run += 1
+            try:
+                loop.call_soon_threadsafe(_deliver, batch_refs, outcome)
+            except RuntimeError:  # the loop closed under us (shutdown): nobody is waiting any more
+                return
+
+
+def _deliver(batch_refs: list[tuple[_Request, int]], outcome: list[Any] | BaseException) -> None:
+    """On the loop: store a batch's results, resolve completed requests, or fail the batch's requests."""
+    for position, (request, index) in enumerate(batch_refs):
+        if request.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            request.future.set_exception(outcome)
+            continue
+        request.results[index] = outcome[position]
+        request.missing -= 1
+        if request.missing == 0:
+            request.future.set_result(request.results)
+
+
+def _fail(request: _Request, error: Exception) -> None:
+    if not request.future.done():
+        request.future.set_exception(error)
+
+
+def _as_ml_error(name: str, exc: Exception) -> RagServerError:
+    """Our own errors pass through; foreign ones (torch, tokenizers) become MLError at this boundary."""
+    if isinstance(exc, RagServerError):
+        return exc
+    log.exception("%s inference failed", name)
+    error = MLError(f"{name} inference failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
