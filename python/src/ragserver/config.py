@@ -54,6 +54,19 @@ class Settings:
     ml_user_base: Path = _setting(
         Path.home() / ".local", "ML env root in the server (pip --user base, /root/.local in Docker); has ml-env.json."
     )
+    crawl_allow_private: bool = _setting(
+        False, "Let crawls reach loopback/private/link-local addresses (SSRF guard off). Local sites only."
+    )
+    crawl_allowed_hosts: str = _setting("", "Comma-separated hosts or CIDR networks the SSRF guard lets through.")
+    crawl_respect_robots: bool = _setting(True, "Obey robots.txt (Disallow and Crawl-delay) when crawling.")
+    crawl_concurrency: int = _setting(8, "Pages fetched at the same time by one crawl.")
+    crawl_per_host_delay_ms: int = _setting(100, "Pause between two requests to the same host, in ms.")
+    crawl_timeout_s: int = _setting(30, "Time budget of one HTTP request of the crawler, in seconds.")
+    crawl_max_page_bytes: int = _setting(10485760, "Largest page a crawl reads (after decompression); larger: skipped.")
+    crawl_max_retries: int = _setting(2, "Retries (with backoff) after a 429/5xx answer or a connection error.")
+    crawl_max_pages: int = _setting(1000, "Default page budget of a crawl when the request gives none.")
+    crawl_user_agent: str = _setting("ragserver-crawler/0.1", "User-Agent of the crawler (robots.txt rules match it).")
+    browser_cdp_url: str = _setting("", "CDP endpoint of a Chromium for JavaScript sites (e.g. http://chromium:9222).")
     log_level: str = _setting("info", "Logging level.")
 
     @classmethod
