@@ -134,6 +134,10 @@ class BatchWorker(Generic[Item, Result]):
             except Exception as exc:  # measuring failed: no batch ran, so fail the whole round
                 for request in self._in_flight:
                     _fail(request, _as_ml_error(self.name, exc))
+            # Deliveries were queued on the loop before the round's own completion, so every
+            # request is settled by now; this is the guarantee that none can hang regardless.
+            for request in self._in_flight:
+                _fail(request, MLError(f"{self.name}: no result was produced for this request"))
             self._in_flight = []
 
     def _run_round(self, loop: asyncio.AbstractEventLoop, refs: list[tuple[_Request, int]]) -> None:
