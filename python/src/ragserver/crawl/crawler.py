@@ -103,6 +103,7 @@ class Crawler:
         if start is None:
             raise TargetRefused(f"only http and https URLs can be crawled: {start_url!r}")
         fetch_start = urldefrag(start_url.strip())[0]
+        self._start = start
         self.scope = Scope(fetch_start, self.options.include_patterns, self.options.exclude_patterns)
         async with Fetcher(self.settings) as fetcher:
             self.fetcher = fetcher
@@ -192,7 +193,9 @@ class Crawler:
     def _enqueue(self, url: str, depth: int, *, count_robots: bool = True) -> None:
         """Queue a URL once (by canonical form) if the scope and robots.txt allow it."""
         canonical = canonicalize(url)
-        if canonical is None or canonical in self._claimed or not self.scope.allows(canonical):
+        if depth > self.options.max_depth or canonical is None or canonical in self._claimed:
+            return
+        if canonical != self._start and not self.scope.allows(canonical):  # patterns never filter the start URL
             return
         if self.settings.crawl_respect_robots and not self._robots.allows(url):
             if count_robots:

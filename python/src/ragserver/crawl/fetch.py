@@ -126,11 +126,12 @@ class Fetcher:
         """
         seen = {url}
         current = url
+        await self.guard.check_url(current)
         for _ in range(MAX_REDIRECTS + 1):
-            await self.guard.check_url(current)
             status, headers, body = await self._request_with_retries(current)
             if 300 <= status < 400 and "Location" in headers:
                 target = urljoin(current, headers["Location"])
+                await self.guard.check_url(target)
                 if same_site is not None and not same_site(target):
                     raise SkippedPage(f"{url} redirects off the site to {target}")
                 if target in seen:

@@ -1,0 +1,203 @@
+"""A documentation site served over real HTTP on 127.0.0.1, for the crawler tests (crawl room).
+
+`FixtureSite` is a tiny threaded HTTP server whose answers are a dict of routes; it records
+every request, so tests can check that a page was fetched once and that robots.txt kept the
+crawler out. `docs_site()` builds the standard site of the crawl tests: nested pages, a sitemap
+index with a .gz sitemap, robots.txt, llms.txt, redirect chain and loop, 404/500/429, a binary
+download, an oversized and a slow page, and duplicate links (fragment, query order, index.html).
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HTML = "text/html; charset=utf-8"
+BIG_PAGE_BYTES = 300_000
+SLOW_PAGE_S = 3.0
+
+
+@dataclass
+class Route:
+    """One answer of the site; `fail_first` answers `fail_status` that many times before succeeding."""
+
+    body: bytes | str = b""
+    status: int = 200
+    content_type: str = HTML
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    fail_first: int = 0
+    fail_status: int = 503
+    gzip_body: bool = False
+
+
+def page(title: str, body: str, links: list[str] | tuple[str, ...] = ()) -> Route:
+    """An HTML page with a title, some text and links."""
+    anchors = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}<ul>{anchors}</ul></body></html>"
+    return Route(html)
+
+
+def redirect(target: str, status: int = 302) -> Route:
+    return Route(b"", status=status, headers={"Location": target})
+
+
+class FixtureSite:
+    """HTTP server on 127.0.0.1 (free port) answering from `routes`; `{base}` in bodies is the site URL."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = dict(routes)
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FixtureSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def set(self, path: str, route: Route) -> None:
+        """Replace one answer (a site that changes between two crawls)."""
+        with self._lock:
+            self.routes[path] = route
+
+    def _answer(self, raw_path: str) -> Route:
+        with self._lock:
+            self.hits[raw_path] += 1
+            route = self.routes.get(raw_path) or self.routes.get(urlsplit(raw_path).path)
+            if route is None:
+                return Route("<h1>not found</h1>", status=404)
+            if route.fail_first > 0 and self.hits[raw_path] <= route.fail_first:
+                return Route("busy", status=route.fail_status, headers={"Retry-After": "0"})
+            return route
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                route = site._answer(self.path)
+                if route.delay_s:
+                    time.sleep(route.delay_s)
+                body = route.body.replace("{base}", site.base) if isinstance(route.body, str) else route.body
+                data = body.encode() if isinstance(body, str) else body
+                if route.gzip_body:
+                    data = gzip.compress(data)
+                try:
+                    self.send_response(route.status)
+                    self.send_header("Content-Type", route.content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in route.headers.items():
+                        self.send_header(key, value.replace("{base}", site.base))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the crawler gave up on this answer (timeout, size cap)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def _urlset(paths: list[str]) -> str:
+    locs = "".join(f"<url><loc>{{base}}{p}</loc></url>" for p in paths)
+    return f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>'
+
+
+def docs_site() -> FixtureSite:
+    """The standard crawl-test site (see the module docstring); use it as a context manager."""
+    code = "<pre><code>def hello(name):\n    return f'hello {name}'\n\nprint(hello('crawler'))</code></pre>"
+    routes = {
+        "/": page(
+            "Fixture Docs",
+            "<p>Welcome to the fixture documentation.</p>",
+            [
+                "docs/intro.html",
+                "docs/intro.html#install",
+                "docs/intro.html?utm_source=newsletter",
+                "docs/guide/",
+                "docs/guide/index.html",
+                "docs/api.html?b=2&a=1",
+                "docs/api.html?a=1&b=2",
+                "private/secret.html",
+                "missing.html",
+                "broken.html",
+                "busy.html",
+                "old-page",
+                "loop-a",
+                "files/manual.pdf",
+                "download",
+                "big.html",
+                "slow.html",
+                "to-metadata",
+                "https://example.org/elsewhere",
+                "mailto:docs@example.org",
+            ],
+        ),
+        "/docs/intro.html": page(
+            "Introduction", f"<p>The hello function greets.</p>{code}", ["deep/level2.html", "../index.html"]
+        ),
+        "/docs/deep/level2.html": page("Level two", "<p>Second level of nesting.</p>", ["level3.html"]),
+        "/docs/deep/level3.html": page("Level three", "<p>Too deep for max_depth 2.</p>"),
+        "/docs/guide/": page("Guide", "<p>The guide index page.</p>"),
+        "/docs/guide/index.html": page("Guide", "<p>The guide index page.</p>"),
+        "/docs/api.html": page("API reference", "<p>Query parameters in any order name one page.</p>"),
+        "/private/secret.html": page("Secret", "<p>robots.txt forbids this.</p>"),
+        "/private/hidden.html": page("Hidden", "<p>robots.txt forbids this too.</p>"),
+        "/broken.html": Route("<h1>server error</h1>", status=500),
+        "/busy.html": Route(page("Busy", "<p>Answered after one 429.</p>").body, fail_first=1, fail_status=429),
+        "/old-page": redirect("/older-page", 301),
+        "/older-page": redirect("{base}/docs/redirected.html"),
+        "/docs/redirected.html": page("Redirected", "<p>The end of the redirect chain.</p>"),
+        "/loop-a": redirect("/loop-b"),
+        "/loop-b": redirect("/loop-a"),
+        "/files/manual.pdf": Route(b"%PDF-1.4 not really", content_type="application/pdf"),
+        "/download": Route(bytes(range(256)) * 8, content_type="application/octet-stream"),
+        "/big.html": Route("<html><body>" + "x" * BIG_PAGE_BYTES + "</body></html>"),
+        "/slow.html": Route(page("Slow", "<p>Too slow.</p>").body, delay_s=SLOW_PAGE_S),
+        "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
+        "/robots.txt": Route(
+            "User-agent: *\nDisallow: /private/\nSitemap: {base}/sitemap_index.xml\n", content_type="text/plain"
+        ),
+        "/sitemap_index.xml": Route(
+            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            "<sitemap><loc>{base}/sitemap-pages.xml</loc></sitemap>"
+            "<sitemap><loc>{base}/sitemap-extra.xml.gz</loc></sitemap></sitemapindex>",
+            content_type="application/xml",
+        ),
+        "/sitemap-pages.xml": Route(
+            _urlset(["/docs/intro.html", "/only-in-sitemap.html", "/private/hidden.html"]),
+            content_type="application/xml",
+        ),
+        "/sitemap-extra.xml.gz": Route(
+            _urlset(["/from-gz-sitemap.html"]), content_type="application/gzip", gzip_body=True
+        ),
+        "/only-in-sitemap.html": page("Only in the sitemap", "<p>No page links here.</p>"),
+        "/from-gz-sitemap.html": page("From the gz sitemap", "<p>Listed in a gzipped sitemap.</p>"),
+        "/llms.txt": Route(
+            "# Fixture Docs\n\n> Docs for tests.\n\n- [Linked from llms](/llms-linked.html): a page\n",
+            content_type="text/plain; charset=utf-8",
+        ),
+        "/llms-linked.html": page("Linked from llms.txt", "<p>Only llms.txt links here.</p>"),
+        "/docs/llms-full.txt": Route(
+            "# First section\nSource: {base}/docs/first\n\nAlpha text.\n\n```\n# not a heading\n```\n\n"
+            "# Second section\n\nBeta text.\n",
+            content_type="text/plain",
+        ),
+    }
+    return FixtureSite(routes)
