@@ -48,15 +48,15 @@ def redirect(target: str, status: int = 302) -> Route:
 
 
 class FixtureSite:
-    """HTTP server on 127.0.0.1 (free port) answering from `routes`; `{base}` in bodies is the site URL."""
+    """HTTP server on a loopback address (free port) answering from `routes`; `{base}` in bodies is its URL."""
 
-    def __init__(self, routes: dict[str, Route]) -> None:
+    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1") -> None:
         self.routes = dict(routes)
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.base = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FixtureSite:

@@ -32,7 +32,10 @@ class Renderer:
         """The HTML of `url` after the browser ran its scripts."""
         crawler = await self._started()
         result = await crawler.arun(url, config=self._run_config)
-        if not result.success:
+        # crawl4ai marks short pages "blocked by anti-bot protection" by a size heuristic while still
+        # returning their HTML; a 2xx answer with HTML is a rendered page for us.
+        rendered = bool(result.html) and (result.status_code or 200) < 400
+        if not result.success and not rendered:
             raise CrawlError(f"browser could not render {url}: {result.error_message}")
         await self._guard.check_url(result.redirected_url or url)
         return result.html or ""
