@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.site_fixtures import FixtureSite, Route
-from test_crawl_site import crawl, crawl_settings
+from support.site_fixtures import FixtureSite, Route, crawl, crawl_settings
 
 from ragserver.errors import CrawlError
 

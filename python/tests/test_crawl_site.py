@@ -9,35 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.site_fixtures import FixtureSite, Route, docs_site, page
+from support.site_fixtures import FixtureSite, Route, crawl, crawl_settings, docs_site, page
 
-from ragserver.config import Settings
-from ragserver.crawl.crawler import Crawler, CrawlOptions
 from ragserver.crawl.fetch import Fetcher
-from ragserver.domain import Document
 from ragserver.errors import CrawlError, TargetRefused
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def crawl_settings(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings for crawling the fixture site: 127.0.0.1 allowlisted, small budgets so limits show."""
-    values: dict[str, object] = {
-        "data_dir": tmp_path,
-        "crawl_allowed_hosts": "127.0.0.1",
-        "crawl_per_host_delay_ms": 0,
-        "crawl_timeout_s": 1,
-        "crawl_max_page_bytes": 100_000,
-        "crawl_max_retries": 1,
-        "crawl_concurrency": 4,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-async def crawl(settings: Settings, url: str, **options: object) -> tuple[list[Document], Crawler]:
-    crawler = Crawler(settings, CrawlOptions(**options))  # type: ignore[arg-type]
-    return [doc async for doc in crawler.documents(url)], crawler
 
 
 @pytest.fixture

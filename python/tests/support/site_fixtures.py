@@ -15,7 +15,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from ragserver.config import Settings
+from ragserver.crawl.crawler import Crawler, CrawlOptions
+from ragserver.domain import Document
 
 HTML = "text/html; charset=utf-8"
 BIG_PAGE_BYTES = 300_000
@@ -45,6 +50,27 @@ def page(title: str, body: str, links: list[str] | tuple[str, ...] = ()) -> Rout
 
 def redirect(target: str, status: int = 302) -> Route:
     return Route(b"", status=status, headers={"Location": target})
+
+
+def crawl_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for crawling the fixture site: 127.0.0.1 allowlisted, small budgets so limits show."""
+    values: dict[str, object] = {
+        "data_dir": tmp_path,
+        "crawl_allowed_hosts": "127.0.0.1",
+        "crawl_per_host_delay_ms": 0,
+        "crawl_timeout_s": 1,
+        "crawl_max_page_bytes": 100_000,
+        "crawl_max_retries": 1,
+        "crawl_concurrency": 4,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+async def crawl(settings: Settings, url: str, **options: object) -> tuple[list[Document], Crawler]:
+    """Run one crawl to the end: the Documents it yielded and the crawler (for its stats)."""
+    crawler = Crawler(settings, CrawlOptions(**options))  # type: ignore[arg-type]
+    return [doc async for doc in crawler.documents(url)], crawler
 
 
 class FixtureSite:
