@@ -23,6 +23,8 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+SCIFACT = Path("/work/shared/datasets/scifact/corpus.jsonl")
+
 # The special tokens a Qwen3 chat tokenizer has and the reranker prompt uses.
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
@@ -143,8 +145,15 @@ def build_tiny_qwen3_reranker(
     return path
 
 
-def build_full_reranker(path: Path | str, *, corpus: Path | None = None) -> Path:
-    """Random-weight reranker with the Qwen3-Reranker-0.6B shape, for speed benchmarks only."""
+def build_full_reranker(path: Path | str, *, corpus: Path = SCIFACT) -> Path:
+    """Random-weight reranker with the Qwen3-Reranker-0.6B shape, for speed benchmarks only.
+
+    28 layers, hidden 1024, 16 query / 8 KV heads of 128, MLP 3072, bf16 like the real
+    checkpoint; a 32k BPE vocabulary trained on `corpus` (the real one has 151k tokens, so
+    the embedding matrix is smaller: compute per token is what the benchmark measures).
+    """
+    if not corpus.is_file():
+        raise FileNotFoundError(f"tokenizer corpus {corpus} not found (pass --corpus)")
     return build_tiny_qwen3_reranker(
         path,
         layers=28,
@@ -235,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("tiny-reranker").add_argument("out")
     full = sub.add_parser("full-reranker")
     full.add_argument("out")
-    full.add_argument("--corpus", type=Path, default=None, help="jsonl ({title,text}) or text file for the tokenizer")
+    full.add_argument(
+        "--corpus", type=Path, default=SCIFACT, help="jsonl ({title,text}) or text file for the tokenizer"
+    )
     sub.add_parser("tiny-cross-encoder").add_argument("out")
     sub.add_parser("minilm").add_argument("out")
     cache = sub.add_parser("hf-cache")

@@ -26,7 +26,10 @@ class SentenceTransformerEmbedder:
         self._model.eval()
         self.model_name = model_name
         self.placement = placement
-        dimension = self._model.get_embedding_dimension()
+        # get_embedding_dimension is the sentence-transformers >= 6 name of the older method.
+        model = self._model
+        get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = get_dimension()
         if not dimension:
             raise ValueError(f"{model_name}: the model does not report an embedding dimension")
         self.dimension = int(dimension)
