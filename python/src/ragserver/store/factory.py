@@ -1,0 +1,47 @@
+"""open_store: pick the backend from Settings, open it, migrate, and close it all on exit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ragserver.config import Settings
+from ragserver.store.embedded import EmbeddedPostgres
+from ragserver.store.postgres import PsycopgTransport
+from ragserver.store.store import Store
+from ragserver.store.supabase import SupabaseTransport
+from ragserver.store.transport import Transport
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
+    """DATABASE_URL -> psycopg pool; SUPABASE_URL + key -> RPC; neither -> embedded Postgres.
+
+    Migrations are applied on open except over Supabase (see `ragserver migrate`).
+    """
+    backend = settings.store_backend
+    embedded: EmbeddedPostgres | None = None
+    transport: Transport
+    if backend == "supabase":
+        transport = await SupabaseTransport.connect(settings.supabase_url, settings.supabase_service_key)
+    else:
+        conninfo = settings.database_url
+        if backend == "embedded":
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            conninfo = await asyncio.to_thread(embedded.start)
+        try:
+            transport = await PsycopgTransport.connect(conninfo)
+        except BaseException:
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+            raise
+    store = Store(transport, backend=backend)
+    try:
+        if migrate and backend != "supabase":
+            await store.migrate()
+        yield store
+    finally:
+        await transport.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

@@ -1,0 +1,207 @@
+-- Hybrid search: vector top-k and full-text top-k as CTEs of one statement, fused by
+-- reciprocal rank fusion, over the active generation of each source only.
+
+-- The query's distinct English lexemes (stopwords and punctuation dropped), at most 32.
+CREATE OR REPLACE FUNCTION rag_query_lexemes(p_query text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (tsvector_to_array(to_tsvector('english'::regconfig, coalesce(p_query, ''))))[1:32];
+
+-- OR of lexemes: long natural-language questions still match documents that share some words
+-- (an AND of every word matches almost nothing). NULL when there are no lexemes.
+CREATE OR REPLACE FUNCTION rag_or_tsquery(p_lexemes text[]) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (SELECT string_agg('''' || replace(replace(l, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+        FROM unnest(p_lexemes) AS l);
+
+-- The lexemes worth scanning the GIN index for. Lexemes the planner statistics do not list as
+-- common (pg_stats.most_common_elems of the tsv column) are rare and always scanned; common ones
+-- join, rarest first, while the estimated matching rows stay under p_max_rows (the rarest is
+-- taken when nothing else is). Ranking still uses every lexeme; this only keeps the candidate
+-- set small and relevant when a query contains very common words.
+CREATE OR REPLACE FUNCTION rag_scan_tsquery(p_table text, p_lexemes text[], p_max_rows integer)
+RETURNS tsquery
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_elems text[];
+    v_freqs real[];
+    v_rows real;
+    v_picked text[] := '{}';
+    v_total real := 0;
+    v_lex record;
+BEGIN
+    IF p_lexemes IS NULL OR cardinality(p_lexemes) = 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT st.most_common_elems::text::text[], st.most_common_elem_freqs INTO v_elems, v_freqs
+    FROM pg_stats st
+    WHERE st.schemaname = current_schema() AND st.tablename = p_table AND st.attname = 'tsv';
+    SELECT greatest(c.reltuples, 0) INTO v_rows FROM pg_class c WHERE c.oid = to_regclass(p_table);
+    IF v_elems IS NULL OR coalesce(v_rows, 0) = 0 THEN
+        RETURN rag_or_tsquery(p_lexemes);
+    END IF;
+    FOR v_lex IN
+        SELECT l, v_freqs[array_position(v_elems, l)] * v_rows AS est
+        FROM unnest(p_lexemes) AS l ORDER BY 2 NULLS FIRST, 1
+    LOOP
+        EXIT WHEN v_lex.est IS NOT NULL AND cardinality(v_picked) > 0 AND v_total + v_lex.est > p_max_rows;
+        v_picked := v_picked || v_lex.l;
+        v_total := v_total + coalesce(v_lex.est, 0);
+    END LOOP;
+    RETURN rag_or_tsquery(v_picked);
+END $$;
+
+-- SQL of the vector candidates of one model: the model and dimension are literals so that the
+-- planner uses the model's partial HNSW index. Parameters: $2 query vector, $4 active run ids,
+-- $5 candidate count. Yields (chunk_id, rank).
+CREATE OR REPLACE FUNCTION rag_vector_candidates_sql(p_model text, p_dimension integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+RETURN format($f$
+    SELECT r.chunk_id, row_number() OVER (ORDER BY r.distance, r.chunk_id) AS rank
+    FROM (SELECT e.chunk_id, e.embedding::vector(%1$s) <=> $2::vector(%1$s) AS distance
+          FROM rag_chunk_embeddings e
+          WHERE e.model = %2$L AND e.run_id = ANY($4)
+          ORDER BY distance
+          LIMIT $5) r
+$f$, p_dimension, p_model);
+
+-- Everything both searches need before their one statement runs: validated arguments, the
+-- active runs, the query vector's space, the tsqueries, and the HNSW settings of this transaction.
+CREATE TYPE rag_search_plan AS (
+    runs bigint[], vector_sql text, query_vector vector, rank_query tsquery, scan_query tsquery,
+    scan_limit integer);
+
+CREATE OR REPLACE FUNCTION rag_plan_search(
+    p_table text, p_query text, p_embedding text, p_model text,
+    p_match_count integer, p_source_id text, p_rrf_k integer, p_candidates integer)
+RETURNS rag_search_plan
+LANGUAGE plpgsql AS $$
+DECLARE
+    v rag_search_plan;
+    v_dimension integer;
+    v_lexemes text[] := rag_query_lexemes(p_query);
+BEGIN
+    IF p_match_count IS NULL OR p_match_count < 1 OR p_match_count > 1000 THEN
+        RAISE EXCEPTION 'match_count must be 1..1000, got %', p_match_count USING ERRCODE = '22023';
+    END IF;
+    IF p_candidates IS NULL OR p_candidates < 1 OR p_candidates > 1000 THEN
+        RAISE EXCEPTION 'candidates must be 1..1000, got %', p_candidates USING ERRCODE = '22023';
+    END IF;
+    IF p_rrf_k IS NULL OR p_rrf_k < 0 THEN
+        RAISE EXCEPTION 'rrf_k must be >= 0, got %', p_rrf_k USING ERRCODE = '22023';
+    END IF;
+    v.runs := ARRAY(SELECT s.active_run_id FROM rag_sources s
+                    WHERE s.active_run_id IS NOT NULL AND (p_source_id IS NULL OR s.source_id = p_source_id));
+    IF p_embedding IS NOT NULL AND p_model IS NOT NULL THEN
+        SELECT sp.dimension INTO v_dimension FROM rag_embedding_spaces sp WHERE sp.model = p_model;
+        v.query_vector := p_embedding::vector;
+        IF v_dimension IS NOT NULL AND vector_dims(v.query_vector) <> v_dimension THEN
+            RAISE EXCEPTION 'query vector has % dimensions; model % has %',
+                vector_dims(v.query_vector), p_model, v_dimension USING ERRCODE = '22000';
+        END IF;
+        IF v_dimension IS NOT NULL THEN
+            v.vector_sql := rag_vector_candidates_sql(p_model, v_dimension);
+            PERFORM set_config('hnsw.ef_search', greatest(p_candidates * 2, 40)::text, true);
+            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        END IF;
+    END IF;
+    v.vector_sql := coalesce(v.vector_sql, 'SELECT NULL::bigint AS chunk_id, NULL::bigint AS rank WHERE false');
+    v.rank_query := rag_or_tsquery(v_lexemes);
+    v.scan_limit := greatest(p_candidates * 20, 500);
+    v.scan_query := rag_scan_tsquery(p_table, v_lexemes, v.scan_limit);
+    RETURN v;
+END $$;
+
+CREATE OR REPLACE FUNCTION rag_hybrid_search(
+    p_query text, p_embedding text DEFAULT NULL, p_model text DEFAULT NULL,
+    p_match_count integer DEFAULT 10, p_source_id text DEFAULT NULL,
+    p_rrf_k integer DEFAULT 60, p_candidates integer DEFAULT 50)
+RETURNS TABLE (chunk_id bigint, source_id text, page_id bigint, url text, title text, content text,
+               heading_path text[], metadata jsonb, score double precision, vector_rank integer,
+               text_rank integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v rag_search_plan;
+BEGIN
+    v := rag_plan_search('rag_chunks', p_query, p_embedding, p_model, p_match_count,
+                           p_source_id, p_rrf_k, p_candidates);
+    RETURN QUERY EXECUTE format($q$
+        WITH vec AS (%s),
+        txt AS (
+            SELECT t.chunk_id, row_number() OVER (ORDER BY t.rank DESC, t.chunk_id) AS rank
+            FROM (SELECT m.chunk_id, ts_rank(m.tsv, $1) AS rank
+                  FROM (SELECT c.chunk_id, c.tsv FROM rag_chunks c
+                        WHERE $6 IS NOT NULL AND c.tsv @@ $6 AND c.run_id = ANY($4)
+                        LIMIT $8) m
+                  ORDER BY rank DESC, m.chunk_id
+                  LIMIT $5) t
+        ),
+        fused AS (
+            SELECT coalesce(vec.chunk_id, txt.chunk_id) AS chunk_id,
+                   vec.rank AS vector_rank, txt.rank AS text_rank,
+                   coalesce(1.0::float8 / ($3 + vec.rank), 0) + coalesce(1.0::float8 / ($3 + txt.rank), 0) AS score
+            FROM vec FULL OUTER JOIN txt ON vec.chunk_id = txt.chunk_id
+            ORDER BY score DESC, chunk_id
+            LIMIT $7
+        )
+        SELECT f.chunk_id, c.source_id, c.page_id, p.url, p.title, c.content, c.heading_path, c.metadata,
+               f.score, f.vector_rank::integer, f.text_rank::integer
+        FROM fused f
+        JOIN rag_chunks c ON c.chunk_id = f.chunk_id
+        JOIN rag_pages p ON p.page_id = c.page_id
+        ORDER BY f.score DESC, f.chunk_id
+    $q$, v.vector_sql)
+    USING v.rank_query, v.query_vector, p_rrf_k, v.runs, p_candidates, v.scan_query, p_match_count, v.scan_limit;
+END $$;
+
+-- Code examples: full-text over code, context and headings, fused with the vector ranks of the
+-- pages they sit on (an example ranks like the best chunk of its page).
+CREATE OR REPLACE FUNCTION rag_search_code_examples(
+    p_query text, p_embedding text DEFAULT NULL, p_model text DEFAULT NULL,
+    p_match_count integer DEFAULT 10, p_source_id text DEFAULT NULL,
+    p_rrf_k integer DEFAULT 60, p_candidates integer DEFAULT 50)
+RETURNS TABLE (code_example_id bigint, source_id text, page_id bigint, url text, title text, code text,
+               language text, context text, heading_path text[], score double precision,
+               vector_rank integer, text_rank integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v rag_search_plan;
+BEGIN
+    v := rag_plan_search('rag_code_examples', p_query, p_embedding, p_model, p_match_count,
+                           p_source_id, p_rrf_k, p_candidates);
+    RETURN QUERY EXECUTE format($q$
+        WITH vec_chunks AS (%s),
+        vec_pages AS (
+            SELECT c.page_id, min(vc.rank) AS best FROM vec_chunks vc
+            JOIN rag_chunks c ON c.chunk_id = vc.chunk_id GROUP BY c.page_id
+        ),
+        vec AS (
+            SELECT e.code_example_id, row_number() OVER (ORDER BY vp.best, e.example_index, e.code_example_id) AS rank
+            FROM vec_pages vp JOIN rag_code_examples e ON e.page_id = vp.page_id
+            ORDER BY rank LIMIT $5
+        ),
+        txt AS (
+            SELECT t.code_example_id, row_number() OVER (ORDER BY t.rank DESC, t.code_example_id) AS rank
+            FROM (SELECT m.code_example_id, ts_rank(m.tsv, $1) AS rank
+                  FROM (SELECT e.code_example_id, e.tsv FROM rag_code_examples e
+                        WHERE $6 IS NOT NULL AND e.tsv @@ $6 AND e.run_id = ANY($4)
+                        LIMIT $8) m
+                  ORDER BY rank DESC, m.code_example_id
+                  LIMIT $5) t
+        ),
+        fused AS (
+            SELECT coalesce(vec.code_example_id, txt.code_example_id) AS code_example_id,
+                   vec.rank AS vector_rank, txt.rank AS text_rank,
+                   coalesce(1.0::float8 / ($3 + vec.rank), 0) + coalesce(1.0::float8 / ($3 + txt.rank), 0) AS score
+            FROM vec FULL OUTER JOIN txt ON vec.code_example_id = txt.code_example_id
+            ORDER BY score DESC, code_example_id
+            LIMIT $7
+        )
+        SELECT f.code_example_id, e.source_id, e.page_id, p.url, p.title, e.code, e.language, e.context,
+               e.heading_path, f.score, f.vector_rank::integer, f.text_rank::integer
+        FROM fused f
+        JOIN rag_code_examples e ON e.code_example_id = f.code_example_id
+        JOIN rag_pages p ON p.page_id = e.page_id
+        ORDER BY f.score DESC, f.code_example_id
+    $q$, v.vector_sql)
+    USING v.rank_query, v.query_vector, p_rrf_k, v.runs, p_candidates, v.scan_query, p_match_count, v.scan_limit;
+END $$;

@@ -1,0 +1,118 @@
+-- Sources, pages, vectors per model, schema version: the reads and writes around ingest/search.
+
+-- One source as JSON (timestamps as ISO strings over both transports).
+CREATE OR REPLACE FUNCTION rag_source_json(p_source rag_sources) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'source_id', p_source.source_id,
+        'title', p_source.title,
+        'origin', p_source.origin,
+        'knowledge_type', p_source.knowledge_type,
+        'tags', to_jsonb(p_source.tags),
+        'metadata', p_source.metadata,
+        'page_count', coalesce(active.page_count, 0),
+        'chunk_count', coalesce(active.chunk_count, 0),
+        'code_example_count', coalesce(active.code_example_count, 0),
+        'active_run_id', p_source.active_run_id,
+        'last_run_id', last.run_id,
+        'last_run_kind', last.kind,
+        'last_run_status', last.status,
+        'last_run_error', last.error,
+        'last_run_at', coalesce(last.finished_at, last.started_at),
+        'created_at', p_source.created_at,
+        'updated_at', p_source.updated_at)
+    FROM (SELECT 1) AS one
+    LEFT JOIN rag_runs active ON active.run_id = p_source.active_run_id
+    LEFT JOIN LATERAL (SELECT * FROM rag_runs r WHERE r.source_id = p_source.source_id
+                       ORDER BY r.run_id DESC LIMIT 1) last ON true
+$$;
+
+CREATE OR REPLACE FUNCTION rag_list_sources(p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
+RETURNS TABLE (items jsonb, total bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT jsonb_agg(rag_source_json(s) ORDER BY s.created_at DESC, s.source_id)
+                     FROM (SELECT * FROM rag_sources
+                           ORDER BY created_at DESC, source_id
+                           LIMIT greatest(p_limit, 0) OFFSET greatest(p_offset, 0)) s), '[]'::jsonb),
+           (SELECT count(*) FROM rag_sources)
+$$;
+
+-- Empty when the source does not exist (the Store raises NotFound).
+CREATE OR REPLACE FUNCTION rag_get_source(p_source_id text)
+RETURNS TABLE (source jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT rag_source_json(s) FROM rag_sources s WHERE s.source_id = p_source_id
+$$;
+
+-- Deletes a source with all its runs and rows; empty when it did not exist.
+CREATE OR REPLACE FUNCTION rag_delete_source(p_source_id text)
+RETURNS TABLE (source_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM rag_sources s WHERE s.source_id = p_source_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM rag_delete_generations(ARRAY(SELECT r.run_id FROM rag_runs r WHERE r.source_id = p_source_id));
+    RETURN QUERY DELETE FROM rag_sources s WHERE s.source_id = p_source_id RETURNING s.source_id;
+END $$;
+
+-- Pages of active generations by id (p_page_ids: JSON array of ids), in the order asked.
+CREATE OR REPLACE FUNCTION rag_get_pages(p_page_ids jsonb)
+RETURNS TABLE (page_id bigint, source_id text, url text, title text, markdown text, metadata jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT p.page_id, p.source_id, p.url, p.title, p.markdown, p.metadata
+    FROM jsonb_array_elements_text(p_page_ids) WITH ORDINALITY AS wanted(id, ord)
+    JOIN rag_pages p ON p.page_id = wanted.id::bigint
+    JOIN rag_sources s ON s.source_id = p.source_id AND s.active_run_id = p.run_id
+    ORDER BY wanted.ord
+$$;
+
+-- Chunks (of any generation) that have no vector of this model yet, for the re-embed job.
+CREATE OR REPLACE FUNCTION rag_chunks_missing_embeddings(p_model text, p_limit integer)
+RETURNS TABLE (chunk_id bigint, content text)
+LANGUAGE sql STABLE AS $$
+    SELECT c.chunk_id, c.content FROM rag_chunks c
+    WHERE NOT EXISTS (SELECT 1 FROM rag_chunk_embeddings e WHERE e.chunk_id = c.chunk_id AND e.model = p_model)
+    ORDER BY c.chunk_id
+    LIMIT greatest(p_limit, 0)
+$$;
+
+-- Upserts vectors of one model (p_rows: [{chunk_id, embedding}]); chunks deleted meanwhile are skipped.
+CREATE OR REPLACE FUNCTION rag_set_embeddings(p_model text, p_rows jsonb)
+RETURNS TABLE (written integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_written integer;
+BEGIN
+    PERFORM rag_check_vectors(p_model, (SELECT coalesce(jsonb_agg(r -> 'embedding'), '[]')
+                                        FROM jsonb_array_elements(p_rows) r));
+    INSERT INTO rag_chunk_embeddings AS e (chunk_id, model, run_id, embedding)
+    SELECT c.chunk_id, p_model, c.run_id, rag_vector(r -> 'embedding')
+    FROM jsonb_array_elements(p_rows) r
+    JOIN rag_chunks c ON c.chunk_id = (r ->> 'chunk_id')::bigint
+    WHERE jsonb_typeof(r -> 'embedding') IN ('string', 'array')
+    ON CONFLICT (chunk_id, model) DO UPDATE SET embedding = EXCLUDED.embedding;
+    GET DIAGNOSTICS v_written = ROW_COUNT;
+    RETURN QUERY SELECT v_written;
+END $$;
+
+CREATE OR REPLACE FUNCTION rag_embedding_counts()
+RETURNS TABLE (model text, vectors bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT e.model, count(*) FROM rag_chunk_embeddings e GROUP BY e.model ORDER BY e.model
+$$;
+
+-- Schema version for /health (Supabase reaches it over RPC; migrations are applied by
+-- `ragserver migrate` with DATABASE_URL, never over RPC).
+CREATE OR REPLACE FUNCTION rag_schema_info()
+RETURNS TABLE (version text, migrations integer, embedding_spaces jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT max(m.name) FROM rag_schema_migrations m),
+           (SELECT count(*)::integer FROM rag_schema_migrations),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('model', sp.model, 'dimension', sp.dimension)
+                                      ORDER BY sp.model), '[]'::jsonb)
+            FROM rag_embedding_spaces sp)
+$$;

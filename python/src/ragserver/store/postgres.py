@@ -1,0 +1,102 @@
+"""Transport over a psycopg 3 async connection pool (DATABASE_URL, or the embedded server).
+
+Calls are `SELECT * FROM rag_fn(p_x => %(p_x)s, ...)` on autocommit connections, so each call is
+one transaction. The process also holds one extra connection with a session advisory lock for
+its whole life: runs it starts carry that key, and another process recovering interrupted runs
+skips any run whose owner still holds its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ragserver.errors import RagServerError, Unavailable
+from ragserver.store.migrate import apply_migrations
+from ragserver.store.transport import Row, translate_error
+
+POOL_MIN = 1
+POOL_MAX = 10
+CONNECT_TIMEOUT_S = 30.0
+
+
+class PsycopgTransport:
+    """rag_* functions over a psycopg pool."""
+
+    def __init__(self, pool: AsyncConnectionPool, liveness: AsyncConnection, owner_lock: int) -> None:
+        self._pool = pool
+        self._liveness = liveness
+        self.owner_lock: int | None = owner_lock
+
+    @classmethod
+    async def connect(cls, conninfo: str, *, max_size: int = POOL_MAX) -> PsycopgTransport:
+        """Open the pool and the liveness connection; Unavailable when the database cannot be reached."""
+        pool = AsyncConnectionPool(
+            conninfo,
+            min_size=POOL_MIN,
+            max_size=max_size,
+            open=False,
+            name="ragserver",
+            check=AsyncConnectionPool.check_connection,
+            # no server-side prepared statements: they break behind transaction poolers (Supabase :6543)
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
+        )
+        owner_lock = secrets.randbits(62)
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            liveness = await AsyncConnection.connect(conninfo, autocommit=True)
+            await liveness.execute("SELECT pg_advisory_lock(%s)", (owner_lock,))
+        except (psycopg.Error, PoolTimeout) as exc:
+            await pool.close()
+            raise Unavailable(f"cannot connect to the database: {_first_line(exc)}") from exc
+        return cls(pool, liveness, owner_lock)
+
+    async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
+        query = sql.SQL("SELECT * FROM {}({})").format(
+            sql.Identifier(fn),
+            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in params),
+        )
+        values = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, values)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+        except PoolTimeout as exc:
+            raise Unavailable("no database connection available (pool exhausted or database down)") from exc
+
+    async def migrate(self) -> list[str]:
+        try:
+            async with self._pool.connection() as conn:
+                return await apply_migrations(conn)
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+        except PoolTimeout as exc:
+            raise Unavailable("no database connection available for migrations") from exc
+
+    async def close(self) -> None:
+        # release the owner lock now, not whenever the server notices the closed socket
+        with contextlib.suppress(psycopg.Error):
+            await self._liveness.execute("SELECT pg_advisory_unlock_all()")
+        await self._liveness.close()
+        await self._pool.close()
+
+
+def _translate(exc: psycopg.Error) -> RagServerError:
+    message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else _first_line(exc)
+    if exc.sqlstate is None and isinstance(exc, psycopg.OperationalError):
+        return Unavailable(f"database unavailable: {message}")
+    return translate_error(exc.sqlstate, message)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,237 @@
+"""The Store: ragserver's knowledge base as async methods over the rag_* SQL functions.
+
+All logic lives in SQL (migrations) so this class only shapes arguments and rows; the same code
+serves psycopg and Supabase through a Transport. Vectors travel as pgvector text literals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ragserver.domain import Chunk, CodeExample, Document, SearchHit, SourceInfo
+from ragserver.errors import InputError, NotFound, RagServerError
+from ragserver.store.migrate import latest_version
+from ragserver.store.transport import Transport
+
+# Runs without an owner lock (started over Supabase RPC) count as interrupted after this long
+# without a write.
+STALE_RUN_S = 600
+MAX_PER_PAGE = 500
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form, '[0.1,0.2]': one representation for SQL parameters and RPC JSON."""
+    return "[" + ",".join(str(float(x)) for x in vector) + "]"
+
+
+class Store:
+    """Sources, generations (runs), pages, chunks, vectors per model, code examples, search."""
+
+    def __init__(self, transport: Transport, *, backend: str) -> None:
+        self.transport = transport
+        self.backend = backend
+        self._applied: list[str] = []
+
+    async def _call(self, fn: str, **params: Any) -> list[dict[str, Any]]:
+        return await self.transport.call(fn, params)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations (direct Postgres); over Supabase only checks the version.
+
+        Returns every migration this Store applied, including those applied by open_store, so a
+        caller that opens and then migrates still learns what changed.
+        """
+        self._applied.extend(await self.transport.migrate())
+        return list(self._applied)
+
+    async def schema_ready(self) -> bool:
+        """True when the database has every migration this code ships."""
+        try:
+            info = await self._call("rag_schema_info")
+        except RagServerError:
+            return False
+        return bool(info) and info[0]["version"] == latest_version()
+
+    async def health(self) -> dict[str, Any]:
+        """Backend, schema version and vector spaces; never raises (the reason goes in `error`)."""
+        report: dict[str, Any] = {"backend": self.backend, "expected_schema_version": latest_version()}
+        try:
+            info = (await self._call("rag_schema_info"))[0]
+        except RagServerError as exc:
+            return {**report, "ok": False, "schema_ready": False, "error": exc.message}
+        return {
+            **report,
+            "ok": True,
+            "schema_version": info["version"],
+            "schema_ready": info["version"] == latest_version(),
+            "migrations": info["migrations"],
+            "embedding_spaces": info["embedding_spaces"],
+        }
+
+    async def ensure_embedding_space(self, model: str, dimension: int) -> None:
+        """Register the model's dimension and its partial HNSW index (idempotent)."""
+        await self._call("rag_ensure_embedding_space", p_model=model, p_dimension=dimension)
+
+    # -- generations ----------------------------------------------------------------------
+
+    async def begin_run(self, source: SourceInfo, kind: str) -> int:
+        """Start a new generation of the source (creating the source); its rows stay invisible until commit."""
+        payload = {
+            "source_id": source.source_id,
+            "title": source.title,
+            "origin": source.origin,
+            "knowledge_type": source.knowledge_type,
+            "tags": list(source.tags),
+            "metadata": source.metadata,
+        }
+        rows = await self._call("rag_begin_run", p_source=payload, p_kind=kind, p_owner_lock=self.transport.owner_lock)
+        return int(rows[0]["run_id"])
+
+    async def write_document(
+        self,
+        source_id: str,
+        run_id: int,
+        doc: Document,
+        chunks: list[Chunk],
+        code_examples: list[CodeExample],
+        embedding_model: str | None,
+    ) -> int:
+        """Store one document of a running generation in one transaction; returns its page id."""
+        payload = {
+            "source_id": source_id,
+            "run_id": run_id,
+            "url": doc.url,
+            "title": doc.title,
+            "markdown": doc.markdown,
+            "metadata": doc.metadata,
+            "embedding_model": embedding_model,
+            "chunks": [
+                {
+                    "index": c.index,
+                    "content": c.content,
+                    "heading_path": c.heading_path,
+                    "metadata": c.metadata,
+                    "embedding": None if c.embedding is None else vector_literal(c.embedding),
+                }
+                for c in chunks
+            ],
+            "code_examples": [
+                {
+                    "index": e.index,
+                    "code": e.code,
+                    "language": e.language,
+                    "context": e.context,
+                    "heading_path": e.heading_path,
+                }
+                for e in code_examples
+            ],
+        }
+        rows = await self._call("rag_write_document", p_payload=payload)
+        return int(rows[0]["page_id"])
+
+    async def commit_run(self, source_id: str, run_id: int) -> dict[str, int]:
+        """Atomically make the run the source's content and delete the generation it replaces."""
+        rows = await self._call("rag_commit_run", p_source_id=source_id, p_run_id=run_id)
+        return {k: int(v) for k, v in rows[0].items()}
+
+    async def fail_run(self, source_id: str, run_id: int, status: str, error: str) -> None:
+        """End a running generation as failed/cancelled and drop its staged rows."""
+        if status not in ("failed", "cancelled"):
+            raise InputError(f"status must be 'failed' or 'cancelled', not {status!r}")
+        await self._call("rag_fail_run", p_source_id=source_id, p_run_id=run_id, p_status=status, p_error=error)
+
+    async def recover_interrupted_runs(self) -> int:
+        """Fail the runs whose process is gone and drop their staged rows; returns how many."""
+        rows = await self._call("rag_recover_interrupted_runs", p_stale_seconds=STALE_RUN_S)
+        return len(rows)
+
+    # -- search ---------------------------------------------------------------------------
+
+    async def hybrid_search(
+        self,
+        query: str,
+        embedding: list[float] | None,
+        model: str | None,
+        *,
+        match_count: int,
+        source_id: str | None,
+        rrf_k: int,
+        candidates: int,
+    ) -> list[SearchHit]:
+        """Vector and full-text top-k fused by RRF (full text only when embedding is None)."""
+        rows = await self._call(
+            "rag_hybrid_search",
+            p_query=query,
+            p_embedding=None if embedding is None else vector_literal(embedding),
+            p_model=model,
+            p_match_count=match_count,
+            p_source_id=source_id,
+            p_rrf_k=rrf_k,
+            p_candidates=candidates,
+        )
+        return [SearchHit(**row) for row in rows]
+
+    async def search_code_examples(
+        self,
+        query: str,
+        embedding: list[float] | None,
+        model: str | None,
+        *,
+        match_count: int,
+        source_id: str | None,
+    ) -> list[dict[str, Any]]:
+        """Code examples by full text, fused with the vector rank of the page they are on."""
+        return await self._call(
+            "rag_search_code_examples",
+            p_query=query,
+            p_embedding=None if embedding is None else vector_literal(embedding),
+            p_model=model,
+            p_match_count=match_count,
+            p_source_id=source_id,
+        )
+
+    # -- catalog --------------------------------------------------------------------------
+
+    async def list_sources(self, *, page: int = 1, per_page: int = 50) -> dict[str, Any]:
+        """One page of sources (newest first) with their counts and last run, plus the total."""
+        if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+            raise InputError(f"page must be >= 1 and per_page 1..{MAX_PER_PAGE}")
+        rows = await self._call("rag_list_sources", p_limit=per_page, p_offset=(page - 1) * per_page)
+        return {"items": rows[0]["items"], "total": int(rows[0]["total"])}
+
+    async def get_source(self, source_id: str) -> dict[str, Any]:
+        rows = await self._call("rag_get_source", p_source_id=source_id)
+        if not rows:
+            raise NotFound(f"source {source_id!r} not found")
+        return rows[0]["source"]
+
+    async def delete_source(self, source_id: str) -> None:
+        """Delete the source with every generation, page, chunk, vector and code example."""
+        if not await self._call("rag_delete_source", p_source_id=source_id):
+            raise NotFound(f"source {source_id!r} not found")
+
+    async def get_pages(self, page_ids: list[int]) -> list[dict[str, Any]]:
+        """Full pages (markdown) of active generations, in the order asked; unknown ids are skipped."""
+        if not page_ids:
+            return []
+        return await self._call("rag_get_pages", p_page_ids=[int(i) for i in page_ids])
+
+    # -- vectors per model ----------------------------------------------------------------
+
+    async def chunks_missing_embeddings(self, model: str, limit: int) -> list[tuple[int, str]]:
+        rows = await self._call("rag_chunks_missing_embeddings", p_model=model, p_limit=limit)
+        return [(int(r["chunk_id"]), r["content"]) for r in rows]
+
+    async def set_embeddings(self, model: str, rows: list[tuple[int, list[float]]]) -> None:
+        """Store vectors of `model` for existing chunks (chunks deleted meanwhile are skipped)."""
+        if not rows:
+            return
+        payload = [{"chunk_id": chunk_id, "embedding": vector_literal(vec)} for chunk_id, vec in rows]
+        await self._call("rag_set_embeddings", p_model=model, p_rows=payload)
+
+    async def embedding_counts(self) -> dict[str, int]:
+        rows = await self._call("rag_embedding_counts")
+        return {r["model"]: int(r["vectors"]) for r in rows}

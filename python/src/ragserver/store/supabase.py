@@ -1,0 +1,69 @@
+"""Transport over Supabase: the supabase-py client calling the rag_* functions with `.rpc()`.
+
+PostgREST runs each RPC in its own transaction, like one psycopg call. There are no sessions,
+so runs started here carry no owner lock (recovery uses their heartbeat instead), and
+migrations cannot run here: `ragserver migrate` with DATABASE_URL set to the project's
+connection string applies them; `rag_schema_info` tells /health which version is there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from postgrest.exceptions import APIError
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from ragserver.errors import ConfigError, Unavailable
+from ragserver.store.migrate import latest_version
+from ragserver.store.transport import NOT_MIGRATED, Row, translate_error
+
+RPC_TIMEOUT_S = 60.0
+
+
+class SupabaseTransport:
+    """rag_* functions over PostgREST RPC."""
+
+    owner_lock: int | None = None
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    async def connect(cls, url: str, service_key: str) -> SupabaseTransport:
+        """Build the client; no request is made until the first call."""
+        # No automatic retries: a retried write_document would store a page twice.
+        options = AsyncClientOptions(
+            postgrest_client_timeout=RPC_TIMEOUT_S,
+            postgrest_client_retry=False,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+        try:
+            client = await acreate_client(url, service_key, options)
+        except Exception as exc:  # the client validates URL and key with its own exception types
+            raise ConfigError(f"SUPABASE_URL / SUPABASE_SERVICE_KEY rejected: {exc}") from exc
+        return cls(client)
+
+    async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
+        try:
+            response = await self._client.rpc(fn, params).execute()
+        except APIError as exc:
+            raise translate_error(exc.code, exc.message or str(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Supabase unreachable: {type(exc).__name__}: {exc}") from exc
+        data = response.data
+        if isinstance(data, list):
+            return data
+        return [] if data is None else [data]
+
+    async def migrate(self) -> list[str]:
+        """Nothing is applied over RPC; report whether the schema is there instead of pretending."""
+        rows = await self.call("rag_schema_info", {})
+        version = rows[0].get("version") if rows else None
+        if version is None or version < latest_version():
+            raise Unavailable(NOT_MIGRATED, details={"found": version, "expected": latest_version()})
+        return []
+
+    async def close(self) -> None:
+        await self._client.postgrest.aclose()

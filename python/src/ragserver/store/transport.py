@@ -1,0 +1,54 @@
+"""The one seam between the Store and a database: call a rag_* SQL function, get rows back.
+
+Every read and write of the store is a SQL function defined by the migrations, so the Store's
+logic exists once and runs over psycopg (`SELECT * FROM fn(...)`) or over Supabase's PostgREST
+(`POST /rest/v1/rpc/fn`). Every rag_* function RETURNS TABLE, so both answer a list of dicts.
+Parameters are JSON values: str/int/float/bool/None, and dict/list for jsonb arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ragserver.errors import InputError, NotFound, RagServerError, StoreError, Unavailable
+
+Row = dict[str, Any]
+
+NOT_MIGRATED = "the database schema is missing or outdated: run `ragserver migrate`"
+
+
+class Transport(Protocol):
+    """A way to reach the rag_* functions."""
+
+    #: advisory lock key this process holds while it lives (psycopg), or None (RPC has no sessions)
+    owner_lock: int | None
+
+    async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
+        """Run one rag_* function (one transaction) and return its rows."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def translate_error(sqlstate: str | None, message: str) -> RagServerError:
+    """Map a database error (by SQLSTATE, or a PostgREST code) onto the ragserver error tree.
+
+    The SQL functions raise P0002 for a missing id, 22xxx for bad input (a vector of the wrong
+    dimension, a bad count) and 55000 for a run that is no longer running.
+    """
+    code = sqlstate or ""
+    if code == "P0002":
+        return NotFound(message)
+    if code.startswith("22") or code == "55000":
+        return InputError(message)
+    if code in {"42883", "42P01", "3F000", "PGRST202", "PGRST205"}:
+        return Unavailable(NOT_MIGRATED, details={"cause": message})
+    if code.startswith(("08", "57P", "53")):
+        return Unavailable(f"database unavailable: {message}")
+    return StoreError(f"database error {code}: {message}" if code else f"database error: {message}")
