@@ -10,10 +10,10 @@ What a start URL means (the issue's rules):
 - a sitemap (`*sitemap*.xml[.gz]`, or any URL answering a <urlset>/<sitemapindex>): its pages;
 - an `llms-full.txt`: one page per section; any other `.txt`/`.md`: that one page;
 - an `llms.txt`: that page, then the pages it links, crawled like links of a page;
-- anything else: the page and its links up to `max_depth` (start page = depth 0), within the
-  start URL's host and directory, seeded with the site's llms.txt and sitemaps (from robots.txt
-  and /sitemap.xml). At the site root, an llms-full.txt replaces the crawl: it is the site's
-  own full text for language models.
+- anything else: the page and its links up to `max_depth` (start page = depth 0) on the start
+  URL's host (include/exclude globs narrow it), seeded with the site's llms.txt and sitemaps
+  (from robots.txt, else /sitemap.xml) as if the start page linked them. At the site root, an
+  llms-full.txt replaces the crawl: it is the site's own full text for language models.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ragserver.config import Settings
 from ragserver.crawl import discover
 from ragserver.crawl.browser import Renderer
 from ragserver.crawl.fetch import Fetched, Fetcher, SkippedPage
-from ragserver.crawl.markdown import convert
+from ragserver.crawl.markdown import convert, prepare_crawl4ai
 from ragserver.crawl.robots import Robots, load_robots
 from ragserver.crawl.urls import Scope, canonicalize, url_kind
 from ragserver.domain import Document
@@ -96,6 +96,7 @@ class Crawler:
         self._in_flight = 0
         self._robots = Robots(settings.crawl_user_agent)
         self._renderer: Renderer | None = None
+        prepare_crawl4ai(settings.data_dir)
 
     async def documents(self, start_url: str) -> AsyncIterator[Document]:
         """Yield every page of the crawl as a Document (url is the canonical URL)."""
@@ -122,6 +123,8 @@ class Crawler:
         root = f"{urlsplit(start).scheme}://{urlsplit(start).netloc}"
         self._robots = await load_robots(self.fetcher, root, self.settings.crawl_user_agent)
         host = urlsplit(start).hostname or ""
+        if self.settings.crawl_respect_robots and not self._robots.allows(fetch_start):
+            raise TargetRefused(f"robots.txt of {host} disallows {fetch_start} (CRAWL_RESPECT_ROBOTS=false ignores it)")
         if self._robots.crawl_delay():
             self.fetcher.set_host_delay(host, self._robots.crawl_delay())
         kind = url_kind(start)

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from ragserver.config import Settings
 from ragserver.crawl.crawler import Crawler, CrawlOptions, CrawlStats
 from ragserver.crawl.guard import Guard
-from ragserver.crawl.markdown import prepare_crawl4ai
 from ragserver.crawl.urls import canonicalize
 from ragserver.domain import Document, SourceInfo
 from ragserver.errors import InputError, RagServerError
@@ -67,7 +66,6 @@ class CrawlService:
         self.progress = progress
         self.guard = Guard(settings)
         self._tasks: set[asyncio.Task] = set()
-        prepare_crawl4ai(settings.data_dir)
 
     async def start_crawl(self, request: CrawlRequest) -> Operation:
         """Validate the request (bad input and refused targets raise 4xx here), then crawl in the background."""
