@@ -6,9 +6,13 @@ import asyncio
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support.models import install_in_hf_cache
 
 from ragserver.config import Settings
 from ragserver.errors import Unavailable
@@ -136,6 +140,28 @@ def test_check_ml_reports_every_step(ml_settings: Settings) -> None:
     assert 0.0 <= report["reranker"]["score"] <= 1.0
     assert isinstance(report["hf_cache"]["models"], list)
     json.dumps(report)
+
+
+def test_default_model_ids_resolve_offline_from_hf_home(minilm_dir: Path, tiny_reranker_dir: Path, tmp_path) -> None:
+    """The Docker shape: default settings (HF ids), models only in the HF cache mounted at HF_HOME."""
+    hf_home = tmp_path / "hf"
+    install_in_hf_cache(minilm_dir, hf_home, "sentence-transformers/all-MiniLM-L6-v2")
+    install_in_hf_cache(tiny_reranker_dir, hf_home, "Qwen/Qwen3-Reranker-0.6B")
+    defaults = Settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "EMBEDDING_", "RERANKER_", "ML_"))}
+    env.update(HF_HOME=str(hf_home), ML_USER_BASE=str(tmp_path / "ml-env"), ML_DEVICE="cpu")
+    code = "import json; from ragserver.config import get_settings; from ragserver.ml.check import run_check; "
+    code += "print(json.dumps(run_check(get_settings())))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True, report
+    assert report["embedder"]["model"] == defaults.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert report["reranker"]["model"] == defaults.reranker_model == "Qwen/Qwen3-Reranker-0.6B"
+    assert report["embedder"]["path"].startswith(str(hf_home / "hub"))
+    assert report["hf_cache"]["path"] == str(hf_home / "hub")
+    cached = {row["repo_id"] for row in report["hf_cache"]["models"]}
+    assert cached == {"sentence-transformers/all-MiniLM-L6-v2", "Qwen/Qwen3-Reranker-0.6B"}
 
 
 def test_check_ml_names_the_failing_model(ml_settings: Settings, tmp_path: Path) -> None:
