@@ -13,7 +13,7 @@ import socketio
 from fastapi import FastAPI
 
 from ragserver import __version__
-from ragserver.api import health, knowledge, ml, progress, rag
+from ragserver.api import crawl, health, knowledge, ml, progress, rag
 from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
 from ragserver.api.handlers import install_error_handlers
 from ragserver.api.realtime import build_socketio
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     )
     api.state.runtime = runtime
     install_error_handlers(api)
-    for module in (health, knowledge, rag, progress, ml):
+    for module in (health, knowledge, crawl, rag, progress, ml):
         api.include_router(module.router)
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)

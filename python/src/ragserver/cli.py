@@ -107,15 +107,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 class _Session:
     """A Runtime opened for one CLI command: fail fast on the database, stop cleanly at the end."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, ml: bool = True) -> None:
         from ragserver.api.runtime import Runtime
 
         self.runtime = Runtime(settings, server=False)
+        self.ml = ml
 
     async def __aenter__(self) -> Any:
-        await self.runtime.start()
+        await self.runtime.start(ml=self.ml)
         try:
-            await self.runtime.wait_ready()
+            await self.runtime.wait_ready(with_ml=self.ml)
         except BaseException:
             await self.runtime.stop()
             raise
@@ -163,12 +164,9 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
     async with _Session(settings) as runtime:
-        crawler = runtime.services.get("crawl")
-        if crawler is None:
-            raise Unavailable("crawling is not available in this build (ragserver.crawl.service is missing)")
-        bar = _progress_bar(runtime.tracker, "crawl")
+        bar = _progress_bar(runtime.tracker, f"crawl {args.url}")
         try:
-            result = await crawler.crawl(args.url, max_depth=args.max_depth, max_pages=args.max_pages)
+            result = await runtime.services["crawl"].crawl(args.url, max_depth=args.max_depth, max_pages=args.max_pages)
             await runtime.tracker.drain()
         finally:
             bar.close()
@@ -202,10 +200,8 @@ def _check_ml(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from ragserver.store import open_store
-
-    async with open_store(settings) as store:
-        applied = await store.migrate()
+    async with _Session(settings, ml=False) as runtime:
+        applied = runtime.migrations
     if applied:
         for name in applied:
             print(f"applied {name}")

@@ -25,9 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import uvicorn
 
 from ragserver.config import Settings
+from support.store_fixtures import create_database, drop_database
 
 API_KEY = "test-key-0123456789"
 READY_TIMEOUT_S = 120
@@ -90,25 +92,32 @@ async def live_server(settings: Settings) -> AsyncIterator[RunningApp]:
         await asyncio.wait_for(task, 60)
 
 
-@pytest.fixture(scope="session")
-def api_settings(pg_settings: Settings, ml_settings: Settings) -> Settings:
-    """The test database with the tiny real models, reranking on."""
-    ml_fields = {
-        f.name: getattr(ml_settings, f.name)
-        for f in dataclasses.fields(Settings)
-        if f.name.startswith(("embedding_", "reranker_", "ml_"))
-    }
-    return dataclasses.replace(pg_settings, **ml_fields, use_reranking=True, max_upload_mb=1)
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def api_settings(
+    pg_server: Any, pg_template: str, ml_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    """A migrated database of the API tests (shared by the session) with the tiny real models."""
+    name = await create_database(pg_server, template=pg_template)
+    try:
+        yield dataclasses.replace(
+            ml_settings,
+            database_url=pg_server.uri(name),
+            data_dir=tmp_path_factory.mktemp("api-data"),
+            use_reranking=True,
+            max_upload_mb=1,
+        )
+    finally:
+        await drop_database(pg_server, name)
 
 
-@pytest.fixture(scope="session")
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def api(api_settings: Settings) -> AsyncIterator[RunningApp]:
     """The app without an API key, shared by the API tests of a session."""
     async with running_app(api_settings) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def api_with_key(api_settings: Settings) -> AsyncIterator[RunningApp]:
     """The app with RAGSERVER_API_KEY set."""
     async with running_app(dataclasses.replace(api_settings, ragserver_api_key=API_KEY)) as running:

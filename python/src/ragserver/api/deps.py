@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from ragserver.api.runtime import Runtime
 from ragserver.config import Settings
+from ragserver.crawl.service import CrawlService
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
@@ -41,6 +42,10 @@ def get_ingest(runtime: RuntimeDep) -> IngestService:
     return runtime.require_service("ingest")
 
 
+def get_crawl(runtime: RuntimeDep) -> CrawlService:
+    return runtime.require_service("crawl")
+
+
 def get_progress(runtime: RuntimeDep) -> ProgressTracker:
     return runtime.tracker
 
@@ -53,5 +58,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Any, Depends(get_store)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
+CrawlDep = Annotated[CrawlService, Depends(get_crawl)]
 ProgressDep = Annotated[ProgressTracker, Depends(get_progress)]
 MLDep = Annotated[MLService, Depends(get_ml)]

@@ -46,16 +46,32 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
     if not runtime.ready.is_set():
         status, code = "starting", 503
     else:
-        try:
-            database.update(await asyncio.wait_for(runtime.store.health(), STORE_HEALTH_TIMEOUT_S))
+        database.update(await _store_report(runtime.store))
+        if database["state"] == "ready":
             status, code = ("ok" if not issues else "degraded"), 200
-        except Exception as exc:
-            database.update(state="error", reason=f"health check failed: {type(exc).__name__}")
+        else:
             status, code = "error", 503
     if database.get("state") == "error":
         issues.insert(0, f"database: {database.get('reason', 'unavailable')}")
     body = {"status": status, "version": __version__, "database": database, "ml": ml, "issues": issues}
     return JSONResponse(body, status_code=code)
+
+
+async def _store_report(store: Any) -> dict[str, Any]:
+    """The store's own health, with `state` ready|error and a reason when it is not usable."""
+    try:
+        report = await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
+    except Exception as exc:
+        return {"state": "error", "reason": f"health check failed: {type(exc).__name__}"}
+    if not report.get("ok"):
+        return {**report, "state": "error", "reason": report.get("error", "database unavailable")}
+    if not report.get("schema_ready"):
+        reason = (
+            f"schema version {report.get('schema_version')}, this server needs "
+            f"{report.get('expected_schema_version')}: run `ragserver migrate`"
+        )
+        return {**report, "state": "error", "reason": reason}
+    return {**report, "state": "ready"}
 
 
 def _ml_issues(ml: dict[str, Any]) -> list[str]:

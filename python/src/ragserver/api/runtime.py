@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from ragserver.config import Settings
+from ragserver.crawl.service import CrawlService
 from ragserver.errors import Unavailable
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
@@ -38,7 +39,7 @@ class Runtime:
         self.tracker = ProgressTracker()
         self.ml = MLService(settings)
         self.store: Any = None
-        # Services by name: "ingest", "search", and "crawl" once ragserver.crawl.service exists.
+        # Services by name ("ingest", "search", "crawl"), built once the database is open.
         self.services: dict[str, Any] = {}
         self.database: dict[str, Any] = {"state": "starting", "reason": "opening the database"}
         self.migrations: list[str] = []
@@ -48,14 +49,18 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
         self._store_task: asyncio.Task | None = None
 
-    async def start(self) -> None:
-        """Launch the background start-up; returns at once so the server can answer /health."""
+    async def start(self, *, ml: bool = True) -> None:
+        """Launch the background start-up; returns at once so the server can answer /health.
+
+        `ml=False` (the `migrate` command) opens only the database.
+        """
         self._store_task = asyncio.create_task(self._hold_store(), name="ragserver-store")
-        self._tasks = [
-            self._store_task,
-            asyncio.create_task(self._run_ml(), name="ragserver-ml-start"),
-            asyncio.create_task(self._after_start(), name="ragserver-embeddings"),
-        ]
+        self._tasks = [self._store_task]
+        if ml:
+            self._tasks += [
+                asyncio.create_task(self._run_ml(), name="ragserver-ml-start"),
+                asyncio.create_task(self._after_start(), name="ragserver-embeddings"),
+            ]
 
     async def wait_ready(self, *, with_ml: bool = True) -> None:
         """Wait until the database is migrated (and the ML service has settled, when asked).
@@ -75,6 +80,8 @@ class Runtime:
     async def stop(self) -> None:
         """Cancel active operations, stop the ML service, close the store."""
         await self.tracker.cancel_all()
+        if "crawl" in self.services:
+            await self.services["crawl"].stop_all()
         self._closing.set()
         for task in self._tasks:
             if task is not self._store_task:
@@ -156,9 +163,11 @@ class Runtime:
 
 def build_services(store: Any, ml: MLService, settings: Settings, tracker: ProgressTracker) -> dict[str, Any]:
     """The services of the server, keyed by the names the API dependencies use."""
+    ingest = IngestService(store, ml, settings, tracker)
     return {
-        "ingest": IngestService(store, ml, settings, tracker),
+        "ingest": ingest,
         "search": SearchService(store, ml, settings),
+        "crawl": CrawlService(store, ingest, settings, tracker),
     }
 
 

@@ -1,0 +1,99 @@
+"""The `ragserver` console script as a user runs it: exit codes, one-line errors, in-process work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from support.api_fixtures import free_port, settings_env
+
+pytestmark = pytest.mark.slow
+
+RAGSERVER = str(Path(sys.executable).parent / "ragserver")
+
+
+def run_cli(settings, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **settings_env(settings), "LOG_LEVEL": "warning", **(extra_env or {})}
+    return subprocess.run([RAGSERVER, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_migrate_reports_an_up_to_date_schema(pg_settings) -> None:
+    result = run_cli(pg_settings, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_ingest_then_query(api_settings, tmp_path: Path) -> None:
+    marker = f"cli{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "one.md").write_text(f"# {marker} compass\n\nThe {marker} compass points to the nearest library.\n")
+    (folder / "two.txt").write_text(f"Plain notes: the {marker} kettle whistles at dawn.\n")
+
+    ingested = run_cli(api_settings, "ingest", str(folder), "--tags", "cli,test")
+    assert ingested.returncode == 0, ingested.stderr
+    assert "Traceback" not in ingested.stderr
+
+    found = run_cli(api_settings, "query", f"{marker} compass", "--json", "--match-count", "3")
+    assert found.returncode == 0, found.stderr
+    answer = json.loads(found.stdout)
+    assert answer["search_mode"] == "hybrid" and answer["reranking_applied"] is True
+    assert marker in answer["results"][0]["content"]
+
+    text = run_cli(api_settings, "query", f"{marker} kettle", "--mode", "pages")
+    assert text.returncode == 0, text.stderr
+    assert "results (hybrid" in text.stdout and marker in text.stdout
+
+
+def test_check_ml_passes_with_the_test_models(ml_settings) -> None:
+    result = run_cli(ml_settings, "check-ml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["reranker"]["score"] >= 0
+
+
+def test_check_ml_fails_without_torch(ml_settings, tmp_path: Path) -> None:
+    blocker = tmp_path / "torch"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text('raise ModuleNotFoundError("blocked", name="torch")\n')
+    settings = dataclasses.replace(ml_settings, ml_user_base=tmp_path / "empty")
+    result = run_cli(settings, "check-ml", extra_env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert json.loads(result.stdout)["env"]["fix"] == "./bootstrap-ml-env.sh"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("ingest", "/no/such/folder"), 2, "no such file"),
+        (("query", "   "), 2, "must not be empty"),
+        (("query", "x", "--match-count", "0"), 2, "match_count"),
+    ],
+)
+def test_errors_are_one_line_with_a_meaningful_exit_code(api_settings, args, code: int, words: str) -> None:
+    result = run_cli(api_settings, *args)
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_exits_3(tmp_path: Path) -> None:
+    from ragserver.config import Settings
+
+    dead = f"postgresql://nobody:pw@127.0.0.1:{free_port()}/none?connect_timeout=2"
+    settings = dataclasses.replace(Settings(), database_url=dead, data_dir=tmp_path, ml_user_base=tmp_path)
+    result = run_cli(settings, "migrate")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: database") and "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run([RAGSERVER, "query"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
