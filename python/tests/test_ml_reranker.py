@@ -112,6 +112,8 @@ def test_classic_cross_encoder_is_sigmoid_of_its_logit(tiny_cross_encoder_dir: P
             expected.append(torch.sigmoid(model(**encoded).logits[0, 0]).item())
     assert reranker.score(pairs) == pytest.approx(expected, abs=1e-5)
     assert max(expected) - min(expected) > 1e-3
+    lengths = [len(tokenizer(q, d, truncation=True)["input_ids"]) for q, d in pairs]
+    assert reranker.count_tokens(pairs) == lengths
 
 
 def test_reranker_kind_comes_from_the_architecture(tiny_reranker_dir, tiny_cross_encoder_dir, tmp_path) -> None:

@@ -117,6 +117,22 @@ async def test_a_model_that_cannot_load_is_a_state_not_a_crash(ml_settings: Sett
         await service.stop()
 
 
+async def test_a_classic_cross_encoder_serves_through_the_same_interface(
+    ml_settings: Settings, tiny_cross_encoder_dir: Path
+) -> None:
+    service = MLService(dataclasses.replace(ml_settings, reranker_model=str(tiny_cross_encoder_dir)))
+    await service.start()
+    try:
+        assert service.status()["reranker"]["kind"] == "cross-encoder"
+        documents = ["vectors in Postgres", "a fox", "x " * 600]  # the last one exceeds 512 tokens
+        scores = await service.rerank("pgvector", documents)
+        assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+        direct = service.reranker.score([("pgvector", d) for d in documents])
+        assert scores == pytest.approx(direct, abs=1e-5)
+    finally:
+        await service.stop()
+
+
 async def test_incompatible_env_leaves_models_unloaded_with_the_fix(ml_settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "ml-env.json").write_text(json.dumps({"python": "2.7.18"}))
     service = MLService(dataclasses.replace(ml_settings, ml_user_base=tmp_path))
