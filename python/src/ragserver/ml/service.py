@@ -150,7 +150,11 @@ class MLService:
 
     def status(self) -> dict[str, Any]:
         """The ML part of /health."""
-        env = self._env.to_dict() if self._env else {"state": "not_started", "reason": None, "fix": None}
+        env = (
+            self._env.to_dict()
+            if self._env
+            else {"state": "not_started", "reason": None, "fix": None, "manifest": None}
+        )
         device = self._placement.device if self._placement else None
         embedder = {**self._embed_state, "model": self.settings.embedding_model, "dimension": self.dimension}
         reranker = {
