@@ -28,7 +28,6 @@ from ragserver.domain import SearchHit
 from ragserver.progress import ProgressTracker
 
 CHUNKS_PER_QUERY = 300  # enough chunks to rank 100 distinct documents
-SOURCE_ID_HINT = "scifact"
 
 
 def load_qrels(split: str) -> dict[str, dict[str, int]]:
@@ -71,7 +70,7 @@ async def ensure_corpus(stack: Stack) -> dict[str, Any]:
     """Ingest the corpus once; report what the ingest took (or that it was reused)."""
     sources = await stack.store.list_sources(per_page=100)
     for item in sources["items"]:
-        if SOURCE_ID_HINT in item["source_id"] and item["chunk_count"] > 0:
+        if item["origin"].endswith("corpus.jsonl") and item["chunk_count"] > 0:
             return {"reused": True, "chunks": item["chunk_count"], "documents": item["page_count"]}
     started = time.perf_counter()
     result = await stack.ingest.ingest_path(SCIFACT / "corpus.jsonl", tags=["scifact"], knowledge_type="benchmark")
