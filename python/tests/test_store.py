@@ -273,3 +273,19 @@ async def test_health_and_schema(store: Store) -> None:
     assert health["ok"] and health["schema_ready"] and health["backend"] == "postgres"
     assert health["schema_version"] == available_migrations()[-1].name
     assert await store.schema_ready()
+
+
+async def test_concurrent_writes_into_one_run(store: Store) -> None:
+    """Writers of one run share its row lock without deadlocking; commit waits for them."""
+    await store.ensure_embedding_space(MODEL, 3)
+    run = await store.begin_run(source("docs"), "crawl")
+
+    async def write(i: int) -> int:
+        text = f"parallel document {i}"
+        return await store.write_document(
+            "docs", run, Document(f"u{i}", f"t{i}", text), chunks(text, vectors=[[1, 0, 0]]), [], MODEL
+        )
+
+    page_ids = await asyncio.gather(*(write(i) for i in range(12)))
+    assert len(set(page_ids)) == 12
+    assert await store.commit_run("docs", run) == {"pages": 12, "chunks": 12, "code_examples": 0}

@@ -13,6 +13,9 @@ from ragserver.store.store import Store
 from ragserver.store.supabase import SupabaseTransport
 from ragserver.store.transport import Transport
 
+# Room for the HNSW graph of ~100k chunks in memory, and faster index builds.
+EMBEDDED_OPTIONS = {"shared_buffers": "256MB", "maintenance_work_mem": "256MB"}
+
 
 @asynccontextmanager
 async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
@@ -28,7 +31,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     else:
         conninfo = settings.database_url
         if backend == "embedded":
-            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres", options=EMBEDDED_OPTIONS)
             conninfo = await asyncio.to_thread(embedded.start)
         try:
             transport = await PsycopgTransport.connect(conninfo)

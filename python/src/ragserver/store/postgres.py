@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ragserver.errors import RagServerError, Unavailable
+from ragserver.errors import InputError, RagServerError, Unavailable
 from ragserver.store.migrate import apply_migrations
 from ragserver.store.transport import Row, translate_error
 
@@ -94,6 +94,8 @@ def _translate(exc: psycopg.Error) -> RagServerError:
     message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else _first_line(exc)
     if exc.sqlstate is None and isinstance(exc, psycopg.OperationalError):
         return Unavailable(f"database unavailable: {message}")
+    if exc.sqlstate is None and isinstance(exc, psycopg.DataError):
+        return InputError(message)  # refused client-side, e.g. a NUL character in a string
     return translate_error(exc.sqlstate, message)
 
 

@@ -19,6 +19,7 @@ from ragserver.store.migrate import latest_version
 from ragserver.store.transport import NOT_MIGRATED, Row, translate_error
 
 RPC_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 class SupabaseTransport:
@@ -26,15 +27,17 @@ class SupabaseTransport:
 
     owner_lock: int | None = None
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, http: httpx.AsyncClient) -> None:
         self._client = client
+        self._http = http
 
     @classmethod
     async def connect(cls, url: str, service_key: str) -> SupabaseTransport:
         """Build the client; no request is made until the first call."""
         # No automatic retries: a retried write_document would store a page twice.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(RPC_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         options = AsyncClientOptions(
-            postgrest_client_timeout=RPC_TIMEOUT_S,
+            httpx_client=http,
             postgrest_client_retry=False,
             auto_refresh_token=False,
             persist_session=False,
@@ -42,8 +45,9 @@ class SupabaseTransport:
         try:
             client = await acreate_client(url, service_key, options)
         except Exception as exc:  # the client validates URL and key with its own exception types
+            await http.aclose()
             raise ConfigError(f"SUPABASE_URL / SUPABASE_SERVICE_KEY rejected: {exc}") from exc
-        return cls(client)
+        return cls(client, http)
 
     async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
         try:
@@ -66,4 +70,4 @@ class SupabaseTransport:
         return []
 
     async def close(self) -> None:
-        await self._client.postgrest.aclose()
+        await self._http.aclose()

@@ -100,8 +100,11 @@ BEGIN
         END IF;
         IF v_dimension IS NOT NULL THEN
             v.vector_sql := rag_vector_candidates_sql(p_model, v_dimension);
-            PERFORM set_config('hnsw.ef_search', greatest(p_candidates * 2, 40)::text, true);
-            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            PERFORM set_config('hnsw.ef_search', least(greatest(p_candidates * 2, 40), 1000)::text, true);
+            -- pgvector >= 0.8: keep scanning the graph when filters (generation, source) drop rows
+            IF current_setting('hnsw.iterative_scan', true) IS NOT NULL THEN
+                PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            END IF;
         END IF;
     END IF;
     v.vector_sql := coalesce(v.vector_sql, 'SELECT NULL::bigint AS chunk_id, NULL::bigint AS rank WHERE false');

@@ -1,0 +1,210 @@
+"""The Supabase backend: the real supabase-py client and the real Store, over HTTP.
+
+Test double, and why: PostgREST (Supabase's REST layer) cannot run here, so the test starts a
+small HTTP server on 127.0.0.1 that stands in for it. It checks every request the way PostgREST
+would see it (POST /rest/v1/rpc/<fn>, `apikey` and `Authorization: Bearer` headers, a JSON
+object body) and records it, then answers PostgREST-style: it runs the function in this test's
+real Postgres database the way PostgREST does (arguments from the JSON body typed by
+`json_to_record` with the function's declared argument types, rows returned as a JSON array)
+and renders database errors as PostgREST error bodies ({code, message, details, hint} with its
+HTTP status mapping). Nothing of ragserver is faked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from psycopg import sql
+from support.store_fixtures import create_database, drop_database
+
+from ragserver.config import Settings
+from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
+from ragserver.errors import InputError, NotFound, Unavailable
+from ragserver.store import Store, open_store
+
+SERVICE_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
+
+
+def _status(sqlstate: str) -> int:
+    """PostgREST's SQLSTATE -> HTTP status table (the parts the rag_* functions can hit)."""
+    if sqlstate in ("42883", "42P01"):
+        return 404
+    if sqlstate.startswith(("08", "53")):
+        return 503
+    if sqlstate.startswith(("P0", "55", "57", "XX")) and sqlstate != "P0001":
+        return 500
+    return 400
+
+
+@dataclass
+class PostgrestStandIn:
+    """The HTTP stand-in for PostgREST, answering from one real database."""
+
+    conninfo: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        fn = request.match_info["fn"]
+        body = await request.json()
+        self.requests.append({"fn": fn, "body": body, "headers": {k.lower(): v for k, v in request.headers.items()}})
+        if request.headers.get("apikey") != SERVICE_KEY:
+            return _error(401, "PGRST301", "no or wrong apikey")
+        if request.headers.get("Authorization") != f"Bearer {SERVICE_KEY}":
+            return _error(401, "PGRST301", "no or wrong bearer token")
+        if not request.headers.get("Content-Type", "").startswith("application/json") or not isinstance(body, dict):
+            return _error(400, "PGRST102", "expected a JSON object body")
+        async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT p.proargnames[1:p.pronargs], ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) t)"
+                " FROM pg_proc p WHERE p.proname = %s",
+                (fn,),
+            )
+            found = await cur.fetchone()
+            if found is None:
+                return _error(404, "PGRST202", f"Could not find the function public.{fn} in the schema cache")
+            declared = dict(zip(found[0] or [], found[1], strict=True))
+            if unknown := set(body) - set(declared):
+                return _error(404, "PGRST202", f"public.{fn} has no parameters {sorted(unknown)}")
+            # a subquery row is always a composite, so one-column functions still give {"col": value}
+            record = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(k), sql.SQL(declared[k])) for k in body)
+            args = sql.SQL(", ").join(sql.SQL("{0} => a.{0}").format(sql.Identifier(k)) for k in body)
+            call = sql.SQL("SELECT * FROM {}({})").format(sql.Identifier(fn), args)
+            if body:
+                call = sql.SQL("SELECT r.* FROM json_to_record(%s::json) AS a({}), LATERAL ({}) r").format(record, call)
+            query = sql.SQL("SELECT coalesce(json_agg(x), '[]'::json) FROM ({}) x").format(call)
+            try:
+                cur = await conn.execute(query, (json.dumps(body),) if body else None)
+                rows = (await cur.fetchone())[0]
+            except psycopg.Error as exc:
+                diag = exc.diag
+                return _error(_status(exc.sqlstate or "XX000"), exc.sqlstate, diag.message_primary, diag.message_detail)
+        return web.json_response(rows)
+
+
+def _error(status: int, code: str | None, message: str | None, details: str | None = None) -> web.Response:
+    return web.json_response({"code": code, "message": message, "details": details, "hint": None}, status=status)
+
+
+@asynccontextmanager
+async def serve_postgrest(conninfo: str) -> AsyncIterator[tuple[PostgrestStandIn, str]]:
+    """The stand-in on a free port of 127.0.0.1 over one database; yields (stand-in, base URL)."""
+    stand_in = PostgrestStandIn(conninfo)
+    app = web.Application()
+    app.router.add_post("/rest/v1/rpc/{fn}", stand_in.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield stand_in, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def postgrest(pg_settings: Settings) -> AsyncIterator[tuple[PostgrestStandIn, str]]:
+    async with serve_postgrest(pg_settings.database_url) as served:
+        yield served
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def supabase_store(postgrest: tuple[PostgrestStandIn, str]) -> AsyncIterator[Store]:
+    _, url = postgrest
+    async with open_store(Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)) as store:
+        yield store
+
+
+async def test_requests_are_postgrest_rpc_calls(postgrest, supabase_store: Store) -> None:
+    stand_in, _ = postgrest
+    assert supabase_store.backend == "supabase"
+    await supabase_store.list_sources(page=2, per_page=10)
+    call = stand_in.requests[-1]
+    assert call["fn"] == "rag_list_sources" and call["body"] == {"p_limit": 10, "p_offset": 10}
+    assert call["headers"]["apikey"] == SERVICE_KEY
+    assert call["headers"]["authorization"] == f"Bearer {SERVICE_KEY}"
+
+
+async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
+    store = supabase_store
+    await store.migrate()  # over RPC: checks the schema version, applies nothing
+    await store.ensure_embedding_space("rpc/model", 3)
+    for generation in ("first", "second"):
+        run = await store.begin_run(SourceInfo("docs", "Docs", "https://docs.example", tags=["t"]), "crawl")
+        page_id = await store.write_document(
+            "docs",
+            run,
+            Document("https://docs.example/a", "A", f"# A\n{generation} generation"),
+            [Chunk(0, f"{generation} generation text", ["A"], {"k": 1}, [1.0, 0.0, 0.0])],
+            [CodeExample(0, "print('hi')", "python", "greeting", ["A"])],
+            "rpc/model",
+        )
+        assert await store.commit_run("docs", run) == {"pages": 1, "chunks": 1, "code_examples": 1}
+
+    stand_in, _ = postgrest
+    write = next(r for r in stand_in.requests if r["fn"] == "rag_write_document")
+    assert write["body"]["p_payload"]["chunks"][0]["embedding"] == "[1.0,0.0,0.0]"
+    begin = next(r for r in stand_in.requests if r["fn"] == "rag_begin_run")
+    assert begin["body"]["p_owner_lock"] is None, "no sessions over RPC: runs carry no owner lock"
+
+    hits = await store.hybrid_search(
+        "generation", [1, 0, 0], "rpc/model", match_count=5, source_id="docs", rrf_k=60, candidates=5
+    )
+    assert [h.content for h in hits] == ["second generation text"]
+    assert (hits[0].vector_rank, hits[0].text_rank, hits[0].page_id) == (1, 1, page_id)
+    assert hits[0].heading_path == ["A"] and hits[0].metadata == {"k": 1}
+    assert (await store.get_pages([page_id]))[0]["markdown"] == "# A\nsecond generation"
+    assert (await store.search_code_examples("greeting", None, None, match_count=5, source_id=None))[0]["code"] == (
+        "print('hi')"
+    )
+    listing = await store.list_sources()
+    assert listing["total"] == 1 and listing["items"][0]["chunk_count"] == 1
+    assert await store.embedding_counts() == {"rpc/model": 1}
+    assert await store.chunks_missing_embeddings("other/model", 5) == [(hits[0].chunk_id, "second generation text")]
+    await store.set_embeddings("other/model", [(hits[0].chunk_id, [0.5, 0.5])])
+    assert await store.embedding_counts() == {"other/model": 1, "rpc/model": 1}
+    health = await store.health()
+    assert health["ok"] and health["schema_ready"] and health["backend"] == "supabase"
+    assert await store.recover_interrupted_runs() == 0
+    await store.delete_source("docs")
+    assert (await store.list_sources())["total"] == 0
+
+
+async def test_errors_over_rpc(supabase_store: Store) -> None:
+    with pytest.raises(NotFound):
+        await supabase_store.delete_source("missing")
+    with pytest.raises(NotFound):
+        await supabase_store.commit_run("missing", 1)
+    await supabase_store.ensure_embedding_space("m", 2)
+    with pytest.raises(InputError):
+        await supabase_store.hybrid_search("q", [1, 2, 3], "m", match_count=3, source_id=None, rrf_k=60, candidates=5)
+
+
+async def test_unmigrated_database_is_unavailable(pg_server) -> None:
+    """Migrations never run over RPC; an empty database says to run `ragserver migrate`."""
+    name = await create_database(pg_server, template=None)
+    try:
+        async with (
+            serve_postgrest(pg_server.uri(name)) as (_, url),
+            open_store(Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)) as store,
+        ):
+            with pytest.raises(Unavailable, match="ragserver migrate"):
+                await store.migrate()
+            assert not await store.schema_ready()
+            health = await store.health()
+            assert not health["ok"] and "ragserver migrate" in health["error"]
+    finally:
+        await drop_database(pg_server, name)
+
+
+async def test_unreachable_supabase_is_unavailable() -> None:
+    settings = Settings(supabase_url="http://127.0.0.1:9", supabase_service_key=SERVICE_KEY)
+    async with open_store(settings) as store:
+        with pytest.raises(Unavailable):
+            await store.list_sources()
