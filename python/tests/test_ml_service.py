@@ -140,6 +140,7 @@ async def test_incompatible_env_leaves_models_unloaded_with_the_fix(ml_settings:
     status = service.status()
     assert status["env"]["state"] == "incompatible"
     assert status["embedder"]["state"] == "unavailable" and "incompatible" in status["embedder"]["reason"]
+    assert status["reranker"]["fix"] == "./bootstrap-ml-env.sh --force"
     with pytest.raises(Unavailable) as raised:
         await service.embed(["x"])
     assert raised.value.details == {"fix": "./bootstrap-ml-env.sh --force"}

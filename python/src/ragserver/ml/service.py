@@ -62,7 +62,7 @@ class MLService:
         self._env = await asyncio.to_thread(probe_env, self.settings.ml_user_base)
         if self._env.state != "ready":
             reason = f"ML env {self._env.state}: {self._env.reason}"
-            self._embed_state = {"state": "unavailable", "reason": reason}
+            self._embed_state = {"state": "unavailable", "reason": reason, "fix": self._env.fix}
             self._rerank_state = dict(self._embed_state)
             return
         try:
