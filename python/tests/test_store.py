@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -289,3 +291,16 @@ async def test_concurrent_writes_into_one_run(store: Store) -> None:
     page_ids = await asyncio.gather(*(write(i) for i in range(12)))
     assert len(set(page_ids)) == 12
     assert await store.commit_run("docs", run) == {"pages": 12, "chunks": 12, "code_examples": 0}
+
+
+def test_store_imports_no_services_or_ml() -> None:
+    """store is SQL only: importing it pulls in no torch, FastAPI or ragserver service."""
+    code = (
+        "import sys, ragserver.store\n"
+        "bad = {'torch', 'fastapi', 'sentence_transformers', 'transformers'}\n"
+        "bad |= {m for m in sys.modules if m.split('.')[:2] in (['ragserver', p] for p in "
+        "('api', 'app', 'ingest', 'crawl', 'search', 'ml', 'progress', 'cli'))}\n"
+        "print(sorted(bad & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -120,7 +120,9 @@ class EmbeddedPostgres:
                 executable = path.is_dir() or folder.name == "bin"
                 _add_mode(path, stat.S_IROTH | stat.S_IRGRP | (stat.S_IXOTH | stat.S_IXGRP if executable else 0))
         if self.pgdata.stat().st_uid != entry.pw_uid:
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            # a new container may give the system user another uid than the one that made the files
+            for path in (self.pgdata, *self.pgdata.rglob("*")):
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
         return user
 
     def _live_postmaster(self) -> list[str] | None:

@@ -1,6 +1,7 @@
 -- On Supabase the public schema is exposed through PostgREST to the anon and authenticated
 -- roles. The knowledge base is reached only with the service key, so: row level security on
 -- every table (owners and service_role bypass it) and no EXECUTE on rag_* functions for others.
+-- A later migration that adds tables or functions must do the same for them.
 
 ALTER TABLE rag_sources ENABLE ROW LEVEL SECURITY;
 ALTER TABLE rag_runs ENABLE ROW LEVEL SECURITY;
