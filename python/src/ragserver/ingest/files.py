@@ -1,0 +1,85 @@
+"""File names and folders: safe upload names, stable source ids, and the walk over a folder.
+
+Source ids derive from names, not from content or time, so ingesting the same file or folder
+again replaces that source (a new generation) instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ragserver.errors import InputError
+from ragserver.ingest.formats import is_supported
+
+MAX_FILENAME_CHARS = 255
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def safe_filename(filename: str) -> str:
+    """The base name of an uploaded file, without directories, control characters or dot-only names.
+
+    Clients may send `../../etc/passwd` or `C:\\x\\y.md`; only the last component is kept.
+    """
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    name = _UNSAFE.sub("", unicodedata.normalize("NFC", name)).strip()
+    if not name or set(name) == {"."}:
+        raise InputError(f"invalid file name {filename!r}")
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, suffix = os.path.splitext(name)
+        name = stem[: MAX_FILENAME_CHARS - len(suffix)] + suffix
+    return name
+
+
+def _source_id(prefix: str, name: str, key: str) -> str:
+    slug = _SLUG.sub("-", name.lower()).strip("-")[:40] or "source"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{prefix}-{slug}-{digest}"
+
+
+def upload_source_id(filename: str) -> str:
+    """Source id of an uploaded file: readable slug + hash of the (sanitized) name."""
+    return _source_id("upload", filename, filename)
+
+
+def path_source_id(path: Path) -> str:
+    """Source id of a file or folder ingested from disk: keyed by its resolved absolute path."""
+    resolved = path.resolve()
+    return _source_id("path", resolved.name, str(resolved))
+
+
+@dataclass
+class FolderScan:
+    """What a folder walk skipped, reported in the ingest result."""
+
+    unsupported: int = 0
+    outside: int = 0
+
+
+def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str]]:
+    """(file, name relative to root) for every supported file below root, sorted, lazily.
+
+    Symlinked files are followed only when they resolve inside root; symlinked folders are
+    never entered (no loops, no escaping the folder the user named); hidden folders are skipped.
+    """
+    root = root.resolve()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .venv, ...
+        for name in sorted(files):
+            path = Path(folder) / name
+            relative = path.relative_to(root).as_posix()
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                scan.outside += 1
+                continue
+            if not path.is_file():
+                continue
+            if not is_supported(name):
+                scan.unsupported += 1
+                continue
+            yield path, relative

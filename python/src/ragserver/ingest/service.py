@@ -1,0 +1,389 @@
+"""IngestService: documents -> chunks -> embeddings -> one transaction per document, as one run.
+
+Every ingest is a new generation of its source (store.begin_run ... commit_run): until the
+commit, searches keep seeing the previous content, and a failure or a cancel drops only the new
+rows. Documents stream through in batches of INGEST_BATCH_SIZE, so memory stays flat however
+large the corpus; parsing and chunking run in worker threads, embedding in the ML worker.
+
+Operations: whoever starts an operation ends it. `ingest_documents` only reports steps and
+counts on the operation it is given (the crawl service finishes its own with crawl stats);
+`start_upload`, `ingest_path` and `schedule_reembed` start theirs and finish, fail or cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from ragserver.config import Settings
+from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
+from ragserver.errors import Busy, InputError, MLError, PayloadTooLarge, RagServerError, Unavailable
+from ragserver.ingest.chunk import chunk_document
+from ragserver.ingest.files import FolderScan, path_source_id, safe_filename, upload_source_id, walk_folder
+from ragserver.ingest.formats import detect_format, storable_text
+from ragserver.ingest.parse import parse_bytes, parse_file
+from ragserver.progress import Operation, OperationCancelled, ProgressTracker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 256  # chunk size while no embedder is loaded (all-MiniLM-L6-v2's sequence length)
+EMBED_REQUEST_TEXTS = 256  # texts per ml.embed call: batches well, yet lets search queries in between
+BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+MAX_REPORTED_ERRORS = 20
+
+Documents = AsyncIterable[Document] | Iterable[Document]
+
+
+@dataclasses.dataclass
+class _Prepared:
+    doc: Document
+    chunks: list[Chunk]
+    examples: list[CodeExample]
+
+
+class IngestService:
+    """Turns documents, uploads and local paths into stored, embedded chunks."""
+
+    def __init__(self, store: Any, ml: Any, settings: Settings, progress: ProgressTracker) -> None:
+        self.store = store
+        self.ml = ml
+        self.settings = settings
+        self.progress = progress
+        self._tasks: set[asyncio.Task] = set()
+        self._spaces: set[tuple[str, int]] = set()
+        self._reembed_lock = asyncio.Lock()
+
+    @property
+    def max_tokens(self) -> int:
+        """Chunk size: CHUNK_MAX_TOKENS when set, else the embedding model's max sequence length."""
+        if self.settings.chunk_max_tokens > 0:
+            return self.settings.chunk_max_tokens
+        return self.ml.max_seq_length or DEFAULT_MAX_TOKENS
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    async def ingest_documents(
+        self, source: SourceInfo, documents: Documents, op: Operation, kind: str, *, total: int | None = None
+    ) -> dict[str, Any]:
+        """Ingest a stream of documents as a new generation of `source`; returns the counts.
+
+        On any exception or cancellation the run is failed (previous content untouched) and the
+        exception re-raised; `op` is left for its owner to end. `total`, when known, is the
+        expected number of documents, used for the progress percentage.
+        """
+        counts = {"documents": 0, "chunks_stored": 0, "code_examples": 0, "chunks_unembedded": 0}
+        op.increment(**counts, failed=0)
+        run_id = await self.store.begin_run(source, kind)
+        extract_code = source.metadata.get("extract_code_examples", True) is not False
+        try:
+            async with contextlib.aclosing(_batches(documents, self.settings.ingest_batch_size, op)) as batches:
+                async for batch in batches:
+                    op.raise_if_cancelled()
+                    op.update(step="chunking")
+                    prepared = await asyncio.to_thread(self._chunk_batch, batch, extract_code)
+                    model = await self._embed_batch(prepared, op, counts)
+                    op.update(step="storing")
+                    for item in prepared:
+                        op.raise_if_cancelled()
+                        await self.store.write_document(
+                            source.source_id, run_id, item.doc, item.chunks, item.examples, model
+                        )
+                        counts["documents"] += 1
+                        counts["chunks_stored"] += len(item.chunks)
+                        counts["code_examples"] += len(item.examples)
+                        op.increment(documents=1, chunks_stored=len(item.chunks), code_examples=len(item.examples))
+                    if total:
+                        op.update(progress=min(99.0, 100.0 * counts["documents"] / total))
+            op.raise_if_cancelled()
+            op.update(step="finalizing")
+            stored = await self.store.commit_run(source.source_id, run_id)
+        except BaseException as exc:
+            await self._abandon(source.source_id, run_id, exc)
+            raise
+        if counts["chunks_unembedded"] and self.ml.embedder_ready:
+            self.schedule_reembed()
+        return {"source_id": source.source_id, "run_id": run_id, **counts, **stored}
+
+    def _chunk_batch(self, batch: list[Document], extract_code: bool) -> list[_Prepared]:
+        """Chunks and code examples of a batch (runs in a worker thread: tokenizing is CPU work)."""
+        prepared = []
+        for raw in batch:
+            doc = dataclasses.replace(
+                raw, url=storable_text(raw.url), title=storable_text(raw.title), markdown=storable_text(raw.markdown)
+            )
+            chunks, examples = chunk_document(
+                doc,
+                max_tokens=self.max_tokens,
+                count_tokens=self.ml.count_tokens,
+                code_min_chars=self.settings.code_example_min_chars,
+            )
+            prepared.append(_Prepared(doc, chunks, examples if extract_code else []))
+        return prepared
+
+    async def _embed_batch(self, prepared: list[_Prepared], op: Operation, counts: dict[str, int]) -> str | None:
+        """Set vectors on every chunk of the batch; the model name, or None when stored without vectors.
+
+        A missing, busy or failing embedder never fails the ingest: the chunks are stored without
+        vectors (full-text search still finds them) and `embed_missing` fills them in later.
+        """
+        chunks = [chunk for item in prepared for chunk in item.chunks]
+        if not chunks:
+            return None
+        if not self.ml.embedder_ready:
+            counts["chunks_unembedded"] += len(chunks)
+            return None
+        op.update(step="embedding")
+        model = self.ml.embedding_model
+        try:
+            await self._ensure_space(model, self.ml.dimension)
+            for start in range(0, len(chunks), EMBED_REQUEST_TEXTS):
+                op.raise_if_cancelled()
+                part = chunks[start : start + EMBED_REQUEST_TEXTS]
+                vectors = await self._embed_texts([chunk.content for chunk in part])
+                for chunk, vector in zip(part, vectors, strict=True):
+                    chunk.embedding = vector
+        except (Unavailable, Busy, MLError) as exc:
+            log.warning("storing %d chunks without vectors (filled in later): %s", len(chunks), exc)
+            for chunk in chunks:
+                chunk.embedding = None
+            counts["chunks_unembedded"] += len(chunks)
+            return None
+        return model
+
+    async def _embed_texts(self, texts: list[str]) -> list[list[float]]:
+        """ml.embed, waiting a little when its queue is full (searches have priority over ingest)."""
+        for delay in BUSY_RETRY_DELAYS_S:
+            try:
+                return await self.ml.embed(texts)
+            except Busy:
+                await asyncio.sleep(delay)
+        return await self.ml.embed(texts)
+
+    async def _ensure_space(self, model: str, dimension: int | None) -> None:
+        if dimension is None:
+            raise Unavailable("the embedder reports no dimension")
+        if (model, dimension) not in self._spaces:
+            await self.store.ensure_embedding_space(model, dimension)
+            self._spaces.add((model, dimension))
+
+    async def _abandon(self, source_id: str, run_id: int, exc: BaseException) -> None:
+        """Fail the run after an error or a cancel; never masks the original exception."""
+        stopped = isinstance(exc, OperationCancelled) or not isinstance(exc, Exception)
+        status = "cancelled" if stopped else "failed"
+        message = exc.message if isinstance(exc, RagServerError) else f"{type(exc).__name__}: {exc}"
+        try:
+            await asyncio.shield(self.store.fail_run(source_id, run_id, status, message[:1000]))
+        except BaseException:  # the store may be down too; recover_interrupted_runs cleans up at start
+            log.exception("could not mark run %s of %s as %s", run_id, source_id, status)
+
+    # -- entry points that own their operation ------------------------------------------------
+
+    async def start_upload(
+        self,
+        filename: str,
+        data: bytes,
+        tags: list[str] | None = None,
+        knowledge_type: str = "technical",
+        *,
+        content_type: str | None = None,
+    ) -> Operation:
+        """Validate an uploaded file, then ingest it in the background; returns its operation.
+
+        Size, name and type are checked here, so a bad upload is a 4xx answer, not a failed job.
+        Re-uploading a file of the same name replaces that source.
+        """
+        limit = self.settings.max_upload_mb * 1024 * 1024
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the file is larger than MAX_UPLOAD_MB={self.settings.max_upload_mb}")
+        name = safe_filename(filename)
+        detect_format(name, content_type)
+        if not data.strip():
+            raise InputError(f"{name} is empty")
+        source = SourceInfo(
+            source_id=upload_source_id(name),
+            title=name,
+            origin=f"upload:{name}",
+            knowledge_type=knowledge_type,
+            tags=list(tags or []),
+            metadata={"filename": name, "bytes": len(data)},
+        )
+        op = self.progress.start("upload", message=f"ingesting {name}")
+
+        async def work() -> dict[str, Any]:
+            documents = await asyncio.to_thread(parse_bytes, data, name, content_type)
+            return await self.ingest_documents(source, documents, op, "upload")
+
+        self._spawn(_owned(op, work(), f"ingested {name}"))
+        return op
+
+    async def ingest_path(
+        self,
+        path: Path | str,
+        *,
+        tags: list[str] | None = None,
+        knowledge_type: str = "technical",
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Ingest a local file or a folder (recursively) as one source, for the CLI; re-raises failures.
+
+        In a folder, unsupported files and symlinks leading outside it are skipped and counted,
+        and a file that cannot be parsed is counted as failed without stopping the others.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_file():
+            detect_format(path.name)
+        resolved = path.resolve()
+        source = SourceInfo(
+            source_id=path_source_id(path),
+            title=resolved.name or str(resolved),
+            origin=str(resolved),
+            knowledge_type=knowledge_type,
+            tags=list(tags or []),
+        )
+        op = self.progress.start("ingest", message=f"ingesting {resolved}")
+        if on_progress is not None:
+            self.progress.add_listener(_for_operation(op.id, on_progress))
+        if path.is_file():
+            return await _owned(
+                op, self.ingest_documents(source, _lazy_file(resolved, path.name), op, "ingest"), f"ingested {path}"
+            )
+        scan = FolderScan()
+        total = sum(1 for _ in walk_folder(resolved, FolderScan()))
+        return await _owned(op, self._ingest_folder(source, resolved, scan, op, total), f"ingested {path}")
+
+    async def _ingest_folder(
+        self, source: SourceInfo, root: Path, scan: FolderScan, op: Operation, total: int
+    ) -> dict[str, Any]:
+        errors: list[str] = []
+        documents = _folder_documents(root, scan, errors)
+        result = await self.ingest_documents(source, documents, op, "ingest", total=total)
+        skipped = {"failed": len(errors), "skipped_unsupported": scan.unsupported, "skipped_outside": scan.outside}
+        op.update(counts=skipped)
+        return {**result, **skipped, "errors": errors[:MAX_REPORTED_ERRORS]}
+
+    # -- vectors for chunks stored without them --------------------------------------------------
+
+    async def embed_missing(self, op: Operation | None = None, batch: int = 64) -> int:
+        """Embed every chunk that has no vector under the current model; returns how many were filled.
+
+        Runs after the embedder becomes ready (the app calls it at start) and after ingests that
+        had to store chunks without vectors. One pass at a time; 0 when the embedder is not ready.
+        """
+        if not self.ml.embedder_ready:
+            return 0
+        async with self._reembed_lock:
+            model = self.ml.embedding_model
+            await self._ensure_space(model, self.ml.dimension)
+            filled, previous = 0, set()
+            while True:
+                if op is not None:
+                    op.raise_if_cancelled()
+                rows = await self.store.chunks_missing_embeddings(model, batch)
+                ids = [chunk_id for chunk_id, _ in rows]
+                if not rows or previous.intersection(ids):  # the same rows again: the write did not stick
+                    break
+                vectors = await self._embed_texts([text for _, text in rows])
+                await self.store.set_embeddings(model, list(zip(ids, vectors, strict=True)))
+                filled += len(rows)
+                previous = set(ids)
+                if op is not None:
+                    op.update(step="embedding", counts={"embedded": filled})
+            return filled
+
+    def schedule_reembed(self) -> Operation | None:
+        """Start `embed_missing` as a background operation; None when the embedder is not ready or a pass runs."""
+        if not self.ml.embedder_ready or self._reembed_lock.locked():
+            return None
+        op = self.progress.start("reembed", message="embedding chunks stored without vectors")
+
+        async def work() -> dict[str, Any]:
+            return {"embedded": await self.embed_missing(op)}
+
+        self._spawn(_owned(op, work(), "embedded the chunks that had no vectors"))
+        return op
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run an operation in the background; its outcome is already recorded on the operation."""
+
+        async def quietly() -> None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await work
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _owned(op: Operation, work: Awaitable[dict[str, Any]], done: str) -> dict[str, Any]:
+    """Await the work of an operation this service started and end the operation accordingly."""
+    try:
+        result = await work
+    except (OperationCancelled, asyncio.CancelledError):
+        op.mark_cancelled("stopped; the previous content was kept")
+        raise
+    except RagServerError as exc:
+        op.fail(exc.message)
+        raise
+    except Exception as exc:
+        log.exception("operation %s failed", op.id)
+        op.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    op.finish(done, result=result)
+    return result
+
+
+async def _batches(documents: Documents, size: int, op: Operation) -> AsyncIterator[list[Document]]:
+    """Lists of at most `size` documents, pulled lazily; sync sources are read in a worker thread."""
+    size = max(1, size)
+    if isinstance(documents, AsyncIterable):
+        batch: list[Document] = []
+        async for doc in documents:
+            batch.append(doc)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+                op.update(step="parsing")
+        if batch:
+            yield batch
+        return
+    iterator = iter(documents)
+    while True:
+        op.update(step="parsing")
+        batch = await asyncio.to_thread(lambda: list(islice(iterator, size)))
+        if not batch:
+            return
+        yield batch
+
+
+def _lazy_file(path: Path, name: str) -> Iterator[Document]:
+    """Parse on first pull, so reading and PDF decoding happen in the pipeline's worker thread."""
+    yield from parse_file(path, name)
+
+
+def _folder_documents(root: Path, scan: FolderScan, errors: list[str]) -> Iterator[Document]:
+    """Documents of every supported file below root; a file that fails to parse is noted and skipped."""
+    for path, name in walk_folder(root, scan):
+        try:
+            yield from parse_file(path, name)
+        except (InputError, OSError) as exc:
+            message = exc.message if isinstance(exc, InputError) else f"{name}: {exc}"
+            log.warning("skipping %s: %s", name, message)
+            errors.append(message)
+
+
+def _for_operation(op_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[dict], Awaitable[None]]:
+    """A tracker listener that passes on the snapshots of one operation only."""
+
+    async def listener(snapshot: dict[str, Any]) -> None:
+        if snapshot.get("progressId") == op_id:
+            callback(snapshot)
+
+    return listener
