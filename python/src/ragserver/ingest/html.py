@@ -9,6 +9,7 @@ fence grows when the code itself contains backtick runs, so the chunker never se
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 from bs4 import BeautifulSoup, Tag
 from markdownify import ATX, MarkdownConverter
@@ -35,9 +36,8 @@ class _Converter(MarkdownConverter):
 
 
 def _code_language(pre: Tag) -> str | None:
-    """The language named by a class on the <pre>, its <code> child, or a wrapping <div>."""
-    candidates = [pre, pre.find("code"), pre.parent]
-    for el in candidates:
+    """The language named by a class on the <pre>, its <code> child, or a close wrapper (Sphinx nests two)."""
+    for el in [pre, pre.find("code"), *islice(pre.parents, 3)]:
         if not isinstance(el, Tag):
             continue
         for cls in el.get("class") or []:
