@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -154,3 +155,14 @@ async def test_any_text_query_is_accepted(store: Store, query: str) -> None:
 async def test_nul_in_query_is_input_error(store: Store) -> None:
     with pytest.raises(InputError):
         await store.hybrid_search("a\x00b", None, None, match_count=3, source_id=None, rrf_k=60, candidates=5)
+
+
+async def test_commit_refreshes_statistics_for_idf(store: Store, pg_settings) -> None:
+    """Full-text IDF comes from planner statistics, which commit_run refreshes after a large ingest."""
+    await load(store)
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT lexeme, idf FROM rag_lexeme_stats('rag_chunks', ARRAY['server', 'autovacuum'])"
+        )
+        idf = dict(await cur.fetchall())
+    assert 0 < idf["server"] < idf["autovacuum"]

@@ -226,6 +226,11 @@ BEGIN
     WHERE r.source_id = p_source_id AND r.run_id <> p_run_id AND r.status <> 'running';
     PERFORM rag_delete_generations(v_old);
     UPDATE rag_sources s SET active_run_id = p_run_id, updated_at = now() WHERE s.source_id = p_source_id;
+    -- Full-text ranking takes its IDF from the planner statistics: refresh them now when this
+    -- generation is a large part of the table, instead of waiting for autovacuum.
+    IF v_chunks > 0.1 * (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'rag_chunks'::regclass) THEN
+        ANALYZE rag_chunks, rag_code_examples;
+    END IF;
     RETURN QUERY SELECT v_pages, v_chunks, v_examples;
 END $$;
 
