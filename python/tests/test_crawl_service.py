@@ -10,12 +10,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ragserver.ingest.service import IngestService
 from support.site_fixtures import FixtureSite, Route, crawl_settings, docs_site, page
 
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlRequest, CrawlService, source_id_for
 from ragserver.errors import TargetRefused
+from ragserver.ingest.service import IngestService
 from ragserver.progress import FINAL, Operation, ProgressTracker
 
 pytestmark = pytest.mark.timeout(180)
