@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from support.store_fixtures import FAST_OPTIONS
 
 from ragserver.config import Settings
 from ragserver.domain import Chunk, Document, SourceInfo
@@ -69,11 +70,11 @@ async def test_default_backend_runs_embedded_and_stops_on_close(data_dir: Path) 
 
 async def test_restart_after_kill(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
-    first = EmbeddedPostgres(pgdata)
+    first = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     first.start()
     postmaster(pgdata).send_signal(signal.SIGKILL)
     time.sleep(0.5)
-    second = EmbeddedPostgres(pgdata)
+    second = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     try:
         uri = second.start()
         assert second.owned
@@ -86,7 +87,7 @@ async def test_restart_after_kill(data_dir: Path) -> None:
 async def test_stale_pid_file_of_a_live_foreign_process(data_dir: Path) -> None:
     """postmaster.pid naming a live process that is not our postgres (pid reuse) is stale."""
     pgdata = data_dir / "postgres"
-    server = EmbeddedPostgres(pgdata)
+    server = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     server.start()
     server.stop()
     with subprocess.Popen(["sleep", "30"]) as stranger:
@@ -101,12 +102,25 @@ async def test_stale_pid_file_of_a_live_foreign_process(data_dir: Path) -> None:
             stranger.kill()
 
 
+async def test_server_of_a_dead_owner_is_taken_over(data_dir: Path) -> None:
+    """After the owning process was killed, its server is reused and stopped by the next owner."""
+    pgdata = data_dir / "postgres"
+    first = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
+    first.start()
+    (data_dir / ".postgres.owner").write_text("999999999 1.0\n")  # the owner process is gone
+    second = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
+    assert second.start() == first.uri() and second.owned
+    server = postmaster(pgdata)
+    second.stop()
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+
+
 async def test_second_process_adopts_a_running_server(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
-    owner = EmbeddedPostgres(pgdata)
+    owner = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     owner.start()
     try:
-        guest = EmbeddedPostgres(pgdata)
+        guest = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
         assert guest.start() == owner.uri()
         assert not guest.owned
         guest.stop()  # leaves the owner's server running
@@ -119,7 +133,7 @@ async def test_second_process_adopts_a_running_server(data_dir: Path) -> None:
 def test_long_data_dir_uses_short_socket_dir(data_dir: Path) -> None:
     deep = data_dir / ("d" * 60) / ("e" * 40) / "postgres"
     deep.parent.mkdir(parents=True)
-    server = EmbeddedPostgres(deep)
+    server = EmbeddedPostgres(deep, options=FAST_OPTIONS)
     try:
         server.start()
         assert server.socket_dir is not None and server.socket_dir != deep

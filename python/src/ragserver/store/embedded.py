@@ -6,7 +6,8 @@ above all in containers) and keeps a per-process handle list on disk that a kill
 never cleans. Here:
 
 - a running server counts as ours only when the pid in postmaster.pid is a `postgres` process
-  working in this data directory; then we adopt it (and leave it running on stop);
+  working in this data directory; then we use it, and stop it on close only when the process
+  that started it is gone (an owner file next to the data dir names that process);
 - otherwise postmaster.pid and socket lock files are stale and removed before `pg_ctl start`;
 - as root, Postgres runs as the system user `embedded_postgres` (initdb refuses root);
 - it listens only on a unix socket (in the data dir, or a short /tmp path when that is too long);
@@ -73,23 +74,37 @@ class EmbeddedPostgres:
         with _file_lock(self.pgdata.parent / f".{self.pgdata.name}.lock"):
             user = self._prepare_user()
             if not (self.pgdata / "PG_VERSION").exists():
-                self._run("initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], user)
+                args = ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"]
+                if self.options.get("fsync") == "off":
+                    args.append("--no-sync")  # a server that never fsyncs needs no synced initdb
+                self._run("initdb", args, user)
             running = self._live_postmaster()
             if running is not None:
                 self.socket_dir = Path(running[4])
-                log.info("adopting the embedded Postgres already running in %s", self.pgdata)
+                # the process that started it died (kill -9): take over stopping it
+                self.owned = not _owner_alive(self._owner_file)
+                log.info("using the embedded Postgres already running in %s (owned: %s)", self.pgdata, self.owned)
             else:
                 self.socket_dir = self._socket_dir(user)
                 self._clear_stale_files()
                 self._start_server(user)
                 self.owned = True
+            if self.owned:
+                me = psutil.Process()
+                self._owner_file.write_text(f"{me.pid} {me.create_time()}\n")
         return self.uri()
+
+    @property
+    def _owner_file(self) -> Path:
+        """Which process stops the server: pid and start time (a reused pid has another start time)."""
+        return self.pgdata.parent / f".{self.pgdata.name}.owner"
 
     def stop(self) -> None:
         """Stop the server if this process started it (fast shutdown, then kill as a last resort)."""
         if not self.owned:
             return
         self.owned = False
+        self._owner_file.unlink(missing_ok=True)
         try:
             self._run("pg_ctl", ["-w", "-t", str(START_TIMEOUT_S), "-m", "fast", "stop"], self._user())
         except Unavailable:
@@ -210,6 +225,14 @@ class EmbeddedPostgres:
             return " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-5:])
         except OSError:
             return "no server log"
+
+
+def _owner_alive(owner_file: Path) -> bool:
+    try:
+        pid, created = owner_file.read_text().split()
+        return psutil.Process(int(pid)).create_time() == float(created)
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 def _add_mode(path: Path, bits: int) -> None:
