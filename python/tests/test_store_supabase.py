@@ -198,7 +198,7 @@ async def test_unmigrated_database_is_unavailable(pg_server) -> None:
                 await store.migrate()
             assert not await store.schema_ready()
             health = await store.health()
-            assert not health["ok"] and "ragserver migrate" in health["error"]
+            assert not health["ok"] and health["state"] == "error" and "ragserver migrate" in health["reason"]
     finally:
         await drop_database(pg_server, name)
 

@@ -12,7 +12,7 @@ from typing import Any
 from ragserver.domain import Chunk, CodeExample, Document, SearchHit, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
 from ragserver.store.migrate import latest_version
-from ragserver.store.transport import Transport
+from ragserver.store.transport import NOT_MIGRATED, Transport
 
 # Runs without an owner lock (started over Supabase RPC) count as interrupted after this long
 # without a write.
@@ -56,17 +56,20 @@ class Store:
         return bool(info) and info[0]["version"] == latest_version()
 
     async def health(self) -> dict[str, Any]:
-        """Backend, schema version and vector spaces; never raises (the reason goes in `error`)."""
+        """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`."""
         report: dict[str, Any] = {"backend": self.backend, "expected_schema_version": latest_version()}
         try:
             info = (await self._call("rag_schema_info"))[0]
         except RagServerError as exc:
-            return {**report, "ok": False, "schema_ready": False, "error": exc.message}
+            return {**report, "ok": False, "state": "error", "reason": exc.message, "schema_ready": False}
+        ready = info["version"] == latest_version()
         return {
             **report,
-            "ok": True,
+            "ok": ready,
+            "state": "ready" if ready else "error",
+            "reason": "" if ready else NOT_MIGRATED,
             "schema_version": info["version"],
-            "schema_ready": info["version"] == latest_version(),
+            "schema_ready": ready,
             "migrations": info["migrations"],
             "embedding_spaces": info["embedding_spaces"],
         }
