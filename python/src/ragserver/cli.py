@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,19 +127,19 @@ class _Session:
         await self.runtime.stop()
 
 
-def _progress_bar(tracker: Any, label: str) -> Any:
-    """A tqdm bar (0-100) that follows every operation of the tracker; close it when done."""
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A tqdm bar (0-100) on stderr; yields the callback that moves it from progress snapshots."""
     from tqdm import tqdm
 
-    bar = tqdm(total=100, desc=label, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}", file=sys.stderr)
+    with tqdm(total=100, desc=label, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}", file=sys.stderr) as bar:
 
-    async def follow(snapshot: dict[str, Any]) -> None:
-        bar.n = snapshot["progress"]
-        counts = " ".join(f"{name}={value}" for name, value in snapshot["counts"].items())
-        bar.set_postfix_str(f"{snapshot['step']} {counts}".strip())
+        def follow(snapshot: dict[str, Any]) -> None:
+            bar.n = snapshot["progress"]
+            counts = " ".join(f"{name}={value}" for name, value in snapshot["counts"].items())
+            bar.set_postfix_str(f"{snapshot['step']} {counts}".strip(), refresh=True)
 
-    tracker.add_listener(follow)
-    return bar
+        yield follow
 
 
 def _print_summary(result: dict[str, Any]) -> None:
@@ -150,26 +151,21 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError(f"{args.path}: no such file or folder")
     tags = [t.strip() for t in args.tags.split(",") if t.strip()]
     async with _Session(settings) as runtime:
-        bar = _progress_bar(runtime.tracker, f"ingest {args.path.name}")
-        try:
+        with _progress_bar(f"ingest {args.path.name}") as follow:
             result = await runtime.services["ingest"].ingest_path(
-                args.path, tags=tags, knowledge_type=args.knowledge_type
+                args.path, tags=tags, knowledge_type=args.knowledge_type, on_progress=follow
             )
             await runtime.tracker.drain()
-        finally:
-            bar.close()
     _print_summary(result)
     return EXIT_OK
 
 
 async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
     async with _Session(settings) as runtime:
-        bar = _progress_bar(runtime.tracker, f"crawl {args.url}")
-        try:
-            result = await runtime.services["crawl"].crawl(args.url, max_depth=args.max_depth, max_pages=args.max_pages)
-            await runtime.tracker.drain()
-        finally:
-            bar.close()
+        with _progress_bar(f"crawl {args.url}") as follow:
+            result = await runtime.services["crawl"].crawl(
+                args.url, max_depth=args.max_depth, max_pages=args.max_pages, on_progress=follow
+            )
     _print_summary(result)
     return EXIT_OK
 

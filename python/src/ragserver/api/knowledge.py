@@ -68,7 +68,7 @@ async def upload_document(
     if file.size is not None and file.size > limit:
         raise PayloadTooLarge(f"{filename} is larger than MAX_UPLOAD_MB={settings.max_upload_mb}")
     data = await file.read()
-    op = await ingest.start_upload(filename, data, parse_tags(tags), knowledge_type)
+    op = await ingest.start_upload(filename, data, parse_tags(tags), knowledge_type, content_type=file.content_type)
     return UploadResponse(success=True, progressId=op.id, message="Document upload started", filename=filename)
 
 

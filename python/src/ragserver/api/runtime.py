@@ -3,8 +3,8 @@
 The HTTP server must answer /health while the database migrates and the models load, so nothing
 slow happens inside the ASGI lifespan itself: `start()` launches background tasks and returns.
 The store is held open by one task (entered and exited in the same task, as async context
-managers want); the ML service starts in another; once both are up the embedding index is
-ensured and, in a server, the re-embed job fills vectors that are missing. The CLI uses the same
+managers want); the ML service starts in another; once both are up a server starts the re-embed
+job (an operation like any other) that fills the vectors missing under the current model. The CLI uses the same
 object with `server=False`: it fails fast when the database is unreachable instead of retrying.
 """
 
@@ -84,11 +84,18 @@ class Runtime:
             await self.services["crawl"].stop_all()
         self._closing.set()
         for task in self._tasks:
-            if task is not self._store_task:
+            if task is not self._store_task or self._may_abandon_store_open():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.ml.stop()
         self.ready.clear()
+
+    def _may_abandon_store_open(self) -> bool:
+        """Stopping while a remote database is still being reached: cancel rather than wait out its timeout.
+
+        An embedded Postgres that is starting is waited for instead, so it is stopped and never orphaned.
+        """
+        return not self.ready.is_set() and self.settings.store_backend != "embedded"
 
     def require_store(self) -> Any:
         """The open store, or 503 while it is still starting."""
@@ -141,16 +148,10 @@ class Runtime:
         self.ready.set()
 
     async def _after_start(self) -> None:
-        """With store and embedder up: ensure the vector index, then embed chunks stored without vectors."""
+        """Once store and embedder are up, a server embeds the chunks stored without vectors."""
         await self.wait_ready()
-        if not self.ml.embedder_ready:
-            return
-        try:
-            await self.store.ensure_embedding_space(self.ml.embedding_model, self.ml.dimension)
-            if self.server:
-                await self.services["ingest"].embed_missing()
-        except Exception as exc:
-            log.error("background re-embedding failed: %s", self._redact(_one_line(exc)))
+        if self.server and self.ml.embedder_ready:
+            self.services["ingest"].schedule_reembed()
 
     def _redact(self, text: str) -> str:
         """Remove configured secrets (DSN, keys) from a message before it is logged or shown."""
