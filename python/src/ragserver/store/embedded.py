@@ -108,10 +108,10 @@ class EmbeddedPostgres:
         try:
             self._run("pg_ctl", ["-w", "-t", str(START_TIMEOUT_S), "-m", "fast", "stop"], self._user())
         except Unavailable:
-            pid = _read_pid_file(self.pgdata)
-            if pid and psutil.pid_exists(int(pid[0])):
+            proc = self._postmaster()
+            if proc is not None:
                 log.warning("pg_ctl stop failed; killing the embedded Postgres")
-                psutil.Process(int(pid[0])).kill()
+                proc.kill()
 
     def _user(self) -> str | None:
         return SYSTEM_USER if os.geteuid() == 0 else None
@@ -140,17 +140,25 @@ class EmbeddedPostgres:
                 os.lchown(path, entry.pw_uid, entry.pw_gid)
         return user
 
-    def _live_postmaster(self) -> list[str] | None:
-        """postmaster.pid lines when its pid is a live postgres serving this data dir, else None."""
+    def _postmaster(self) -> psutil.Process | None:
+        """The process named in postmaster.pid when it is a live postgres serving this data dir."""
         lines = _read_pid_file(self.pgdata)
         if not lines or not lines[0].strip().isdigit():
             return None
         try:
             proc = psutil.Process(int(lines[0]))
-            if proc.name() != "postgres" or Path(proc.cwd()).resolve() != self.pgdata:
-                return None
+            if proc.name() == "postgres" and Path(proc.cwd()).resolve() == self.pgdata:
+                return proc
         except (psutil.Error, OSError):
+            pass
+        return None
+
+    def _live_postmaster(self) -> list[str] | None:
+        """postmaster.pid lines once our live server there is ready, else None."""
+        proc = self._postmaster()
+        if proc is None:
             return None
+        lines = _read_pid_file(self.pgdata) or []
         deadline = time.monotonic() + START_TIMEOUT_S
         while len(lines) < 8 or lines[7].strip() != "ready":
             if time.monotonic() > deadline or not proc.is_running():
