@@ -225,6 +225,13 @@ def test_text_format_has_no_headings_or_fences() -> None:
     assert squash("".join(body_of(c, "notes") for c in chunks)) == squash(text)
 
 
+def test_corpus_id_and_pdf_page_are_carried_onto_chunks() -> None:
+    doc = Document("u", "t", "one\n\ntwo", metadata={"format": "text", "doc_id": "d7", "page": 3, "filename": "f"})
+    chunks, _ = chunk_document(doc, max_tokens=4, count_tokens=words)
+    assert len(chunks) == 2
+    assert all(c.metadata == {"doc_id": "d7", "page": 3} for c in chunks)
+
+
 def test_long_title_context_is_dropped_rather_than_crowding_out_text() -> None:
     title = " ".join(["title"] * 40)
     chunks, _ = chunk_document(Document("u", title, "# H\n\nbody words here"), max_tokens=40, count_tokens=words)

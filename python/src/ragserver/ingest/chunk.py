@@ -25,6 +25,7 @@ PARAGRAPH_JOIN_COST = 1  # "\n\n" between paragraphs may be a token of its own (
 CONTEXT_SHARE = 4  # the context line may take at most 1/4 of a chunk
 CONTEXT_PART_CHARS = 120
 CODE_CONTEXT_CHARS = 1000
+CHUNK_METADATA_KEYS = ("doc_id", "page")  # carried onto chunks so a hit can cite its corpus id / PDF page
 _WINDOW_CHARS = 50_000  # hostile single paragraphs are cut into windows before tokenizing
 
 # Cut points for an oversize paragraph, coarsest first; each piece keeps its trailing whitespace
@@ -61,12 +62,13 @@ def chunk_document(
     chunks: list[Chunk] = []
     examples: list[CodeExample] = []
     is_markdown = doc.metadata.get("format") != TEXT
+    carried = {key: doc.metadata[key] for key in CHUNK_METADATA_KEYS if key in doc.metadata}
     for path, section in _sections(md.iter_blocks(doc.markdown, markdown=is_markdown)):
         context = _fitting_context(doc.title, path, room, count)
         budget = room - (count([context])[0] + PARAGRAPH_JOIN_COST if context else 0)
         for body in _pack(section, max(budget, 1), count):
             content = f"{context}\n\n{body}" if context else body
-            chunks.append(Chunk(index=len(chunks), content=content, heading_path=list(path)))
+            chunks.append(Chunk(index=len(chunks), content=content, heading_path=list(path), metadata=dict(carried)))
         for example in _code_examples(section, path, code_min_chars):
             example.index = len(examples)
             examples.append(example)

@@ -256,7 +256,7 @@ class IngestService:
                 op, self.ingest_documents(source, _lazy_file(resolved, path.name), op, "ingest"), f"ingested {path}"
             )
         scan = FolderScan()
-        total = sum(1 for _ in walk_folder(resolved, FolderScan()))
+        total = await asyncio.to_thread(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
         return await _owned(op, self._ingest_folder(source, resolved, scan, op, total), f"ingested {path}")
 
     async def _ingest_folder(
