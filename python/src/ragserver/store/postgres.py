@@ -3,7 +3,8 @@
 Calls are `SELECT * FROM rag_fn(p_x => %(p_x)s, ...)` on autocommit connections, so each call is
 one transaction. The process also holds one extra connection with a session advisory lock for
 its whole life: runs it starts carry that key, and another process recovering interrupted runs
-skips any run whose owner still holds its lock.
+skips any run whose owner still holds its lock. Session locks need a direct or session-mode
+connection string (on Supabase: port 5432, not the transaction pooler on 6543).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class PsycopgTransport:
         owner_lock = secrets.randbits(62)
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            liveness = await AsyncConnection.connect(conninfo, autocommit=True)
+            liveness = await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S))
             await liveness.execute("SELECT pg_advisory_lock(%s)", (owner_lock,))
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
