@@ -19,6 +19,7 @@ from test_parse import make_pdf
 from ragserver.config import Settings
 from ragserver.domain import Document, SourceInfo
 from ragserver.errors import InputError, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ragserver.ingest import service as ingest_service
 from ragserver.ingest.files import path_source_id, upload_source_id
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
@@ -124,6 +125,13 @@ async def test_ingest_stores_chunks_with_embeddings(service, store, settings, tr
     )
     assert hits[0].url == "https://example.test/7"
     assert hits[0].content.startswith("Page 7\n\n")  # the context line is part of what is stored and indexed
+
+
+async def test_many_chunks_are_embedded_group_by_group(service, store, tracker, ml_service, monkeypatch) -> None:
+    monkeypatch.setattr(ingest_service, "EMBED_GROUP_CHUNKS", 3)
+    result = await service.ingest_documents(source(), [doc(i) for i in range(5)], tracker.start("x"), "x")
+    assert result["chunks"] == 10
+    assert (await store.embedding_counts())[ml_service.embedding_model] == 10
 
 
 async def test_reingest_replaces_the_previous_generation(service, settings, tracker) -> None:

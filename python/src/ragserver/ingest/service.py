@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256  # chunk size while no embedder is loaded (all-MiniLM-L6-v2's sequence length)
 EMBED_REQUEST_TEXTS = 256  # texts per ml.embed call: batches well, yet lets search queries in between
+EMBED_GROUP_CHUNKS = 1024  # chunks embedded before their documents are written (bounds vectors in memory)
 BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 MAX_REPORTED_ERRORS = 20
 
@@ -86,18 +88,8 @@ class IngestService:
                 async for batch in batches:
                     op.raise_if_cancelled()
                     op.update(step="chunking")
-                    prepared = await asyncio.to_thread(self._chunk_batch, batch, extract_code)
-                    model = await self._embed_batch(prepared, op, counts)
-                    op.update(step="storing")
-                    for item in prepared:
-                        op.raise_if_cancelled()
-                        await self.store.write_document(
-                            source.source_id, run_id, item.doc, item.chunks, item.examples, model
-                        )
-                        counts["documents"] += 1
-                        counts["chunks_stored"] += len(item.chunks)
-                        counts["code_examples"] += len(item.examples)
-                        op.increment(documents=1, chunks_stored=len(item.chunks), code_examples=len(item.examples))
+                    pending = deque(await asyncio.to_thread(self._chunk_batch, batch, extract_code))
+                    await self._store_batch(source.source_id, run_id, pending, op, counts)
                     if total:
                         op.update(progress=min(99.0, 100.0 * counts["documents"] / total))
             op.raise_if_cancelled()
@@ -109,6 +101,30 @@ class IngestService:
         if counts["chunks_unembedded"] and self.ml.embedder_ready:
             self.schedule_reembed()
         return {"source_id": source.source_id, "run_id": run_id, **counts, **stored}
+
+    async def _store_batch(
+        self, source_id: str, run_id: int, pending: deque[_Prepared], op: Operation, counts: dict[str, int]
+    ) -> None:
+        """Embed and write chunked documents, about EMBED_GROUP_CHUNKS chunks at a time.
+
+        Grouping bounds the vectors held at once (a list of floats per chunk is ~12 KB) whatever
+        the documents' sizes, while each ml.embed call still carries many chunks.
+        """
+        while pending:
+            group = [pending.popleft()]
+            size = len(group[0].chunks)
+            while pending and size + len(pending[0].chunks) <= EMBED_GROUP_CHUNKS:
+                size += len(pending[0].chunks)
+                group.append(pending.popleft())
+            model = await self._embed_batch(group, op, counts)
+            op.update(step="storing")
+            for item in group:
+                op.raise_if_cancelled()
+                await self.store.write_document(source_id, run_id, item.doc, item.chunks, item.examples, model)
+                counts["documents"] += 1
+                counts["chunks_stored"] += len(item.chunks)
+                counts["code_examples"] += len(item.examples)
+                op.increment(documents=1, chunks_stored=len(item.chunks), code_examples=len(item.examples))
 
     def _chunk_batch(self, batch: list[Document], extract_code: bool) -> list[_Prepared]:
         """Chunks and code examples of a batch (runs in a worker thread: tokenizing is CPU work)."""
@@ -126,13 +142,13 @@ class IngestService:
             prepared.append(_Prepared(doc, chunks, examples if extract_code else []))
         return prepared
 
-    async def _embed_batch(self, prepared: list[_Prepared], op: Operation, counts: dict[str, int]) -> str | None:
+    async def _embed_batch(self, group: list[_Prepared], op: Operation, counts: dict[str, int]) -> str | None:
         """Set vectors on every chunk of the batch; the model name, or None when stored without vectors.
 
         A missing, busy or failing embedder never fails the ingest: the chunks are stored without
         vectors (full-text search still finds them) and `embed_missing` fills them in later.
         """
-        chunks = [chunk for item in prepared for chunk in item.chunks]
+        chunks = [chunk for item in group for chunk in item.chunks]
         if not chunks:
             return None
         if not self.ml.embedder_ready:
