@@ -7,19 +7,25 @@ again replaces that source (a new generation) instead of adding a duplicate.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ragserver.domain import Document
 from ragserver.errors import InputError
 from ragserver.ingest.formats import is_supported
+from ragserver.ingest.parse import parse_file
 
 MAX_FILENAME_CHARS = 255
+MAX_REPORTED_ERRORS = 20
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _SLUG = re.compile(r"[^a-z0-9]+")
+
+log = logging.getLogger(__name__)
 
 
 def safe_filename(filename: str) -> str:
@@ -60,6 +66,8 @@ class FolderScan:
 
     unsupported: int = 0
     outside: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS messages
 
 
 def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str]]:
@@ -83,3 +91,24 @@ def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str]]:
                 scan.unsupported += 1
                 continue
             yield path, relative
+
+
+def file_documents(path: Path, name: str) -> Iterator[Document]:
+    """The documents of one file, parsed on the first pull (so in the pipeline's worker thread)."""
+    yield from parse_file(path, name)
+
+
+def folder_documents(root: Path, scan: FolderScan) -> Iterator[Document]:
+    """Documents of every supported file below root; a file that fails to parse is counted and skipped.
+
+    A JSONL file that breaks at line N keeps the documents of its first N-1 lines.
+    """
+    for path, name in walk_folder(root, scan):
+        try:
+            yield from parse_file(path, name)
+        except (InputError, OSError) as exc:
+            message = exc.message if isinstance(exc, InputError) else f"{name}: {exc}"
+            log.warning("skipping %s: %s", name, message)
+            scan.failed += 1
+            if len(scan.errors) < MAX_REPORTED_ERRORS:
+                scan.errors.append(message)

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,17 @@ from ragserver.config import Settings
 from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
 from ragserver.errors import Busy, InputError, MLError, PayloadTooLarge, RagServerError, Unavailable
 from ragserver.ingest.chunk import chunk_document
-from ragserver.ingest.files import FolderScan, path_source_id, safe_filename, upload_source_id, walk_folder
+from ragserver.ingest.files import (
+    FolderScan,
+    file_documents,
+    folder_documents,
+    path_source_id,
+    safe_filename,
+    upload_source_id,
+    walk_folder,
+)
 from ragserver.ingest.formats import detect_format, storable_text
-from ragserver.ingest.parse import parse_bytes, parse_file
+from ragserver.ingest.parse import parse_bytes
 from ragserver.progress import Operation, OperationCancelled, ProgressTracker
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,6 @@ DEFAULT_MAX_TOKENS = 256  # chunk size while no embedder is loaded (all-MiniLM-L
 EMBED_REQUEST_TEXTS = 256  # texts per ml.embed call: batches well, yet lets search queries in between
 EMBED_GROUP_CHUNKS = 1024  # chunks embedded before their documents are written (bounds vectors in memory)
 BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
-MAX_REPORTED_ERRORS = 20
 
 Documents = AsyncIterable[Document] | Iterable[Document]
 
@@ -269,21 +276,17 @@ class IngestService:
             self.progress.add_listener(_for_operation(op.id, on_progress))
         if path.is_file():
             return await _owned(
-                op, self.ingest_documents(source, _lazy_file(resolved, path.name), op, "ingest"), f"ingested {path}"
+                op, self.ingest_documents(source, file_documents(resolved, path.name), op, "ingest"), f"ingested {path}"
             )
-        scan = FolderScan()
         total = await asyncio.to_thread(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
-        return await _owned(op, self._ingest_folder(source, resolved, scan, op, total), f"ingested {path}")
+        return await _owned(op, self._ingest_folder(source, resolved, op, total), f"ingested {path}")
 
-    async def _ingest_folder(
-        self, source: SourceInfo, root: Path, scan: FolderScan, op: Operation, total: int
-    ) -> dict[str, Any]:
-        errors: list[str] = []
-        documents = _folder_documents(root, scan, errors)
-        result = await self.ingest_documents(source, documents, op, "ingest", total=total)
-        skipped = {"failed": len(errors), "skipped_unsupported": scan.unsupported, "skipped_outside": scan.outside}
+    async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation, total: int) -> dict[str, Any]:
+        scan = FolderScan()
+        result = await self.ingest_documents(source, folder_documents(root, scan), op, "ingest", total=total)
+        skipped = {"failed": scan.failed, "skipped_unsupported": scan.unsupported, "skipped_outside": scan.outside}
         op.update(counts=skipped)
-        return {**result, **skipped, "errors": errors[:MAX_REPORTED_ERRORS]}
+        return {**result, **skipped, "errors": scan.errors}
 
     # -- vectors for chunks stored without them --------------------------------------------------
 
@@ -377,22 +380,6 @@ async def _batches(documents: Documents, size: int, op: Operation) -> AsyncItera
         if not batch:
             return
         yield batch
-
-
-def _lazy_file(path: Path, name: str) -> Iterator[Document]:
-    """Parse on first pull, so reading and PDF decoding happen in the pipeline's worker thread."""
-    yield from parse_file(path, name)
-
-
-def _folder_documents(root: Path, scan: FolderScan, errors: list[str]) -> Iterator[Document]:
-    """Documents of every supported file below root; a file that fails to parse is noted and skipped."""
-    for path, name in walk_folder(root, scan):
-        try:
-            yield from parse_file(path, name)
-        except (InputError, OSError) as exc:
-            message = exc.message if isinstance(exc, InputError) else f"{name}: {exc}"
-            log.warning("skipping %s: %s", name, message)
-            errors.append(message)
 
 
 def _for_operation(op_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[dict], Awaitable[None]]:
