@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        # the pool logs every failed connection attempt; the command reports the outcome in one line
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         return args.handler(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

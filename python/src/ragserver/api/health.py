@@ -58,33 +58,28 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
 
 
 async def _store_report(store: Any) -> dict[str, Any]:
-    """The store's own health, with `state` ready|error and a reason when it is not usable."""
+    """The store's own health (`state` ready|error with a `reason`), bounded in time."""
     try:
-        report = await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
+        return await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
     except Exception as exc:
         return {"state": "error", "reason": f"health check failed: {type(exc).__name__}"}
-    if not report.get("ok"):
-        return {**report, "state": "error", "reason": report.get("error", "database unavailable")}
-    if not report.get("schema_ready"):
-        reason = (
-            f"schema version {report.get('schema_version')}, this server needs "
-            f"{report.get('expected_schema_version')}: run `ragserver migrate`"
-        )
-        return {**report, "state": "error", "reason": reason}
-    return {**report, "state": "ready"}
 
 
 def _ml_issues(ml: dict[str, Any]) -> list[str]:
-    """One line per ML part that is not ready, with its reason and fix when the ML service gives them."""
+    """One line per ML part that is not ready, with its reason and fix; a missing env explains both models."""
+    env = ml.get("env", {})
+    if env.get("state") != "ready":
+        parts = [("ML environment", env)]
+    else:
+        parts = [("embedder", ml.get("embedder", {})), ("reranker", ml.get("reranker", {}))]
     issues = []
-    for part in ("env", "embedder", "reranker"):
-        state = ml.get(part, {})
+    for label, state in parts:
         if state.get("state") in ("ready", "disabled"):
             continue
-        line = f"{part} {state.get('state', 'unknown')}"
+        line = f"{label} {state.get('state', 'unknown')}"
         if state.get("reason"):
             line += f": {state['reason']}"
         if state.get("fix"):
-            line += f" (fix: {state['fix']})"
+            line += f"; fix: run {state['fix']}"
         issues.append(line)
     return issues

@@ -17,7 +17,7 @@ from typing import Any
 
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
-from ragserver.errors import Unavailable
+from ragserver.errors import RagServerError, Unavailable
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
@@ -173,6 +173,8 @@ def build_services(store: Any, ml: MLService, settings: Settings, tracker: Progr
 
 
 def _one_line(exc: BaseException) -> str:
-    """An exception as one short line for /health and logs (no traceback, no DSN)."""
+    """An exception as one short line for /health and logs (no traceback); our own errors keep their message."""
+    if isinstance(exc, RagServerError):
+        return exc.message.splitlines()[0][:300] if exc.message else type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:300]
