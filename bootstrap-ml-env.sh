@@ -37,7 +37,7 @@ Settings (environment, else .env in $ROOT, else the default):
   RERANKER_MODEL=Qwen/Qwen3-Reranker-0.6B  EMBEDDING_MODEL=sentence-transformers/all-MiniLM-L6-v2
   TORCH_VERSION=2.13.0  TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
   TORCH_CUDA_INDEX_URL=https://download.pytorch.org/whl/cu128
-  ML_PACKAGES="sentence-transformers>=5.4 transformers>=4.51"  BOOTSTRAP_MIN_FREE_GB=6 (16 with --gpu)
+  ML_PACKAGES (default: the ml extra of python/pyproject.toml)  BOOTSTRAP_MIN_FREE_GB=6 (16 with --gpu)
 EOF
 }
 
@@ -99,7 +99,7 @@ MODELS_DIR=$(abs_path "${MODELS_DIR:-./models}")
 RERANKER_MODEL=${RERANKER_MODEL:-Qwen/Qwen3-Reranker-0.6B}
 EMBEDDING_MODEL=${EMBEDDING_MODEL:-sentence-transformers/all-MiniLM-L6-v2}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-ML_PACKAGES=${ML_PACKAGES:-sentence-transformers>=5.4 transformers>=4.51}
+ML_PACKAGES=${ML_PACKAGES:-}  # empty: the `ml` extra of python/pyproject.toml (minus torch)
 if [ "$GPU" = 1 ]; then
     TORCH_VARIANT=cuda
     TORCH_INDEX_URL=${TORCH_CUDA_INDEX_URL:-https://download.pytorch.org/whl/cu128}
@@ -146,6 +146,7 @@ ENV_STAMP=$({
     echo "format=$STAMP_FORMAT torch=$TORCH_VERSION variant=$TORCH_VARIANT index=$TORCH_INDEX_URL"
     echo "packages=$ML_PACKAGES base=${BASE_IMAGE:-python:3.11-slim}"
     cat "$ROOT/python/Dockerfile.server.bootstrap" "$ROOT/python/extract-ml-env.sh"
+    sed -n '/^ml = \[/,/^\]/p' "$ROOT/python/pyproject.toml"
     listing "$FIND_LINKS"
 } | sha)
 MODELS_STEP=fetch

@@ -14,7 +14,7 @@
 #          /import (ro, optional)        local models (--model-dir): an HF cache or <org>/<name> folders
 # Environment (set by the host script):
 #   ENV_STEP=install|copy  MODELS_STEP=fetch|import|keep  TORCH_VERSION  TORCH_VARIANT=cpu|cuda
-#   TORCH_INDEX_URL  ML_PACKAGES  MODELS (space-separated HF ids)  ENV_STAMP  MODELS_STAMP
+#   TORCH_INDEX_URL  ML_PACKAGES (default: pyproject's `ml` extra)  MODELS (space-separated HF ids)  ENV_STAMP  MODELS_STAMP
 set -euo pipefail
 
 ENV_DIR=/root/.local
@@ -23,15 +23,25 @@ HUB_DIR=${HF_HOME:-/root/.cache/huggingface}/hub
 log() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
 
+ml_extra() {  # pyproject's `ml` extra without torch (installed first, from the PyTorch index)
+    python - <<'PY'
+import re, tomllib
+extra = tomllib.load(open("/opt/ragserver/pyproject.toml", "rb"))["project"]["optional-dependencies"]["ml"]
+print(" ".join(r for r in extra if re.match(r"[A-Za-z0-9._-]+", r).group(0).lower() != "torch"))
+PY
+}
+
 install_env() {
+    ML_PACKAGES=${ML_PACKAGES:-$(ml_extra)}
     local links=()
     [ -d /wheels ] && links=(--find-links /wheels)
     local torch_src=(--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple)
+    local where="the index $TORCH_INDEX_URL"
     # A wheelhouse replaces the PyTorch index (air-gapped or CI); other packages still come from PyPI.
-    [ -d /wheels ] && torch_src=("${links[@]}")
+    if [ -d /wheels ]; then torch_src=("${links[@]}") where="the wheelhouse given with --find-links"; fi
     log "installing torch==$TORCH_VERSION ($TORCH_VARIANT) into the staging env"
     pip install --user --no-warn-script-location "${torch_src[@]}" "torch==$TORCH_VERSION" \
-        || die "pip could not install torch==$TORCH_VERSION; check TORCH_VERSION, the index ($TORCH_INDEX_URL) or --find-links"
+        || die "pip could not install torch==$TORCH_VERSION from $where; check TORCH_VERSION and that source"
     log "installing $ML_PACKAGES"
     # Pinning torch again keeps pip from swapping in another build while resolving the rest.
     # shellcheck disable=SC2086  # ML_PACKAGES is a list of requirement specifiers

@@ -1,0 +1,179 @@
+"""The slim server image and the external ML env, end to end in a real Docker engine.
+
+bootstrap (local test models, wheelhouse torch) -> compose up -> docker exec import checks ->
+upload + reranked query over HTTP -> restart keeps the data -> verify and ingest profiles ->
+the image without the ML mounts is healthy but degraded with the fix -> a bootstrap that fails
+midway leaves the previous ML env as it was. Tests run in file order and share one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from conftest import CONTAINER, TIMINGS, Stack, bootstrap_args, free_port, run, wait_http_ok, wait_ml_ready
+
+NO_ML_STACK = """
+import importlib.util, os, shutil, site, sys
+present = [m for m in ("torch", "transformers", "sentence_transformers") if importlib.util.find_spec(m)]
+assert not present, f"ML packages baked into the server image: {present}"
+assert site.ENABLE_USER_SITE and "PYTHONNOUSERSITE" not in os.environ, "the user site must stay enabled"
+assert site.getusersitepackages() == "/root/.local/lib/python3.11/site-packages", site.getusersitepackages()
+compilers = [c for c in ("gcc", "cc", "g++", "clang") if shutil.which(c)]
+assert not compilers, f"compilers left in the image: {compilers}"
+assert not os.path.exists("/root/.cache/pip"), "pip cache left in the image"
+print("ok")
+"""
+
+
+def _report(stdout: str) -> dict:
+    """The JSON report `ragserver check-ml` prints (it starts at the first brace)."""
+    return json.loads(stdout[stdout.index("{") :])
+
+
+def upload(base: str, filename: str, text: str) -> dict:
+    """Upload one document and wait until its ingest operation ends; returns the final snapshot."""
+    answer = httpx.post(f"{base}/api/documents/upload", files={"file": (filename, text.encode())}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    progress_id = answer.json()["progressId"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        snapshot = httpx.get(f"{base}/api/progress/{progress_id}", timeout=10).json()
+        if snapshot["status"] in {"completed", "failed", "cancelled"}:
+            assert snapshot["status"] == "completed", snapshot
+            return snapshot
+        time.sleep(0.3)
+    raise AssertionError(f"upload {filename} did not finish: {snapshot}")
+
+
+def query(base: str, text: str) -> dict:
+    answer = httpx.post(f"{base}/api/rag/query", json={"query": text, "match_count": 5}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def ml_env_listing(folder: Path) -> dict[str, int]:
+    """Relative path -> size of every file: what a failed bootstrap must not change."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+PHRASE = f"zebracorn-{uuid.uuid4().hex[:8]}"
+DOC = f"""# Postgres vectors
+
+pgvector adds a vector column type and HNSW indexes to Postgres. The code word is {PHRASE}.
+
+## Unrelated
+
+Bananas are yellow and grow in bunches.
+"""
+
+
+def test_server_image_is_slim(stack: Stack, server_image: str) -> None:
+    """No torch/transformers/sentence-transformers, no compilers or pip cache; user site stays on."""
+    command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", server_image]
+    proc = run([*command, "-c", NO_ML_STACK])
+    assert proc.stdout.strip() == "ok"
+    size = run(["docker", "image", "inspect", "-f", "{{.Size}}", server_image]).stdout.strip()
+    TIMINGS["server image size (MB)"] = int(size) / 1e6
+
+
+def test_bootstrap_again_is_a_quick_noop(stack: Stack, bootstrapped: Path, test_models: Path) -> None:
+    started = time.monotonic()
+    proc = stack.bootstrap(*bootstrap_args(test_models))
+    TIMINGS["bootstrap (second run, no-op)"] = time.monotonic() - started
+    assert "nothing to do" in proc.stdout
+
+
+def test_import_checks_in_the_container(server: str, stack: Stack) -> None:
+    report = _report(stack.exec("ragserver", "check-ml").stdout)
+    assert report["ok"] is True, report
+    assert report["env"]["state"] == "ready"
+    assert report["reranker"]["model"] == "Qwen/Qwen3-Reranker-0.6B"
+    assert 0.0 <= report["reranker"]["score"] <= 1.0
+    torch_version = stack.exec("python", "-c", "import torch; print(torch.__version__)").stdout.strip()
+    assert torch_version.startswith("2.")
+    stack.exec("python", "-c", "from sentence_transformers import CrossEncoder")
+    listing = stack.exec("sh", "-c", "ls /root/.cache/huggingface/hub | grep Qwen3-Reranker").stdout
+    assert "models--Qwen--Qwen3-Reranker-0.6B" in listing
+    health = httpx.get(f"{server}/health", timeout=10).json()
+    assert health["status"] == "ok", health
+
+
+def test_upload_and_reranked_query(server: str) -> None:
+    upload(server, "vectors.md", DOC)
+    answer = query(server, f"Which extension adds vector indexes? {PHRASE}")
+    assert answer["reranking_applied"] is True, answer
+    assert answer["search_mode"] == "hybrid"
+    assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+
+
+def test_restart_keeps_the_data(server: str, stack: Stack) -> None:
+    started = time.monotonic()
+    run(["docker", "restart", CONTAINER])
+    wait_http_ok(f"{server}/health")
+    TIMINGS["docker restart -> /health 200"] = time.monotonic() - started
+    stack.wait_healthy()
+    wait_ml_ready(server)
+    TIMINGS["docker restart -> models loaded (health ok)"] = time.monotonic() - started
+    answer = query(server, PHRASE)
+    assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+    assert answer["reranking_applied"] is True
+
+
+def test_verify_profile(server: str, stack: Stack) -> None:
+    proc = stack.compose("--profile", "verify", "run", "--rm", "verify")
+    assert "smoke query" in proc.stdout and "'reranking_applied': True" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_ingest_profile_uses_the_servers_database(server: str, stack: Stack) -> None:
+    """The one-shot ingest container adopts the server's embedded Postgres (shared pid namespace)."""
+    phrase = f"quokkafish-{uuid.uuid4().hex[:8]}"
+    folder = Path(stack.env["KNOWLEDGE_BASE_DIR"])
+    folder.mkdir(exist_ok=True)
+    (folder / "notes.md").write_text(f"# Notes\n\nThe ingest profile stored the word {phrase}.\n")
+    stack.compose("--profile", "ingest", "run", "--rm", "ingest")
+    answer = query(server, phrase)
+    assert any(phrase in hit["content"] for hit in answer["results"]), answer
+
+
+def test_without_ml_mounts_healthy_but_degraded(stack: Stack, server_image: str) -> None:
+    name, port = f"{CONTAINER}-degraded", free_port()
+    run(["docker", "rm", "-fv", name], check=False)
+    started = time.monotonic()
+    run(["docker", "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
+         "--health-interval", "1s", server_image])  # fmt: skip
+    try:
+        stack.wait_healthy(name)
+        TIMINGS["docker run (no ML) -> healthy"] = time.monotonic() - started
+        base = f"http://127.0.0.1:{port}"
+        health = httpx.get(f"{base}/health", timeout=10).json()
+        assert health["status"] == "degraded", health
+        assert health["ml"]["env"]["state"] == "missing"
+        assert any("./bootstrap-ml-env.sh" in issue for issue in health["issues"]), health["issues"]
+        upload(base, "vectors.md", DOC)
+        answer = query(base, PHRASE)
+        assert answer["search_mode"] == "full_text" and answer["reranking_applied"] is False, answer
+        assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+    finally:
+        run(["docker", "rm", "-fv", name], check=False)
+
+
+def test_failed_bootstrap_leaves_the_previous_env(
+    server: str, stack: Stack, bootstrapped: Path, test_models: Path
+) -> None:
+    """torch installs into staging, then a package pin that cannot resolve fails the run midway."""
+    before = ml_env_listing(stack.ml_env_dir)
+    manifest = (stack.ml_env_dir / "ml-env.json").read_text()
+    bad = {"ML_PACKAGES": "sentence-transformers>=5.4 transformers>=4.51 ragserver-e2e-no-such-package==1.0"}
+    proc = stack.bootstrap(*bootstrap_args(test_models), extra_env=bad, check=False)
+    assert proc.returncode != 0
+    assert "installing torch" in proc.stdout, proc.stdout[-2000:]  # it got past the first install
+    assert "are unchanged" in proc.stderr, proc.stderr[-2000:]
+    assert (stack.ml_env_dir / "ml-env.json").read_text() == manifest
+    assert ml_env_listing(stack.ml_env_dir) == before
+    assert not Path(f"{stack.ml_env_dir}.staging").exists()
+    # and the server still has its ML stack
+    stack.exec("python", "-c", "import torch, sentence_transformers")
