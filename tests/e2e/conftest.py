@@ -166,7 +166,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MODELS_DIR": str(workdir / "models"),
         "KNOWLEDGE_BASE_DIR": str(workdir / "knowledge_base"),
         "BOOTSTRAP_IMAGE": "ragserver-bootstrap:e2e",
+        # The quick start's `cp .env.example .env`, without touching the developer's own .env.
+        "RAGSERVER_ENV_FILE": str(workdir / ".env"),
     }
+    shutil.copyfile(REPO / ".env.example", workdir / ".env")
     stack = Stack(workdir=workdir, port=port, env=env)
     stack.compose("--profile", "verify", "--profile", "ingest", "down", "-v", "--remove-orphans", check=False)
     yield stack
