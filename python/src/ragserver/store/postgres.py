@@ -25,7 +25,7 @@ from ragserver.store.transport import Row, translate_error
 
 POOL_MIN = 1
 POOL_MAX = 10
-CONNECT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 30
 
 
 class PsycopgTransport:
@@ -51,11 +51,16 @@ class PsycopgTransport:
         )
         owner_lock = secrets.randbits(62)
         try:
-            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            liveness = await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S))
+            # one plain connection first: it fails fast with libpq's own reason (refused, auth, ...)
+            liveness = await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise Unavailable(f"cannot connect to the database: {_first_line(exc)}") from exc
+        try:
             await liveness.execute("SELECT pg_advisory_lock(%s)", (owner_lock,))
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
+            await liveness.close()
             raise Unavailable(f"cannot connect to the database: {_first_line(exc)}") from exc
         return cls(pool, liveness, owner_lock)
 
