@@ -98,3 +98,30 @@ def test_unreachable_database_exits_3(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = subprocess.run([RAGSERVER, "query"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
+
+
+def test_crawl_a_local_site_then_query(api_settings) -> None:
+    from support.site_fixtures import FixtureSite, page
+
+    marker = f"crawl{uuid.uuid4().hex[:8]}"
+    routes = {
+        "/": page("Home", f"<p>The {marker} observatory opens at night.</p>", ["guide.html"]),
+        "/guide.html": page("Guide", f"<p>Point the {marker} telescope north to find the pole star.</p>"),
+    }
+    with FixtureSite(routes) as site:
+        extra = {"CRAWL_ALLOWED_HOSTS": "127.0.0.1", "CRAWL_PER_HOST_DELAY_MS": "0"}
+        crawled = run_cli(api_settings, "crawl", site.url("/"), "--max-depth", "1", extra_env=extra)
+    assert crawled.returncode == 0, crawled.stderr
+    assert json.loads(crawled.stdout)["pages_crawled"] == 2
+
+    found = run_cli(api_settings, "query", f"{marker} telescope", "--json")
+    assert found.returncode == 0, found.stderr
+    # the tiny test reranker has random weights: the page is among the results, not necessarily first
+    assert any("pole star" in r["content"] for r in json.loads(found.stdout)["results"])
+
+
+def test_crawl_of_a_refused_target_is_a_usage_error(api_settings) -> None:
+    result = run_cli(api_settings, "crawl", "http://169.254.169.254/latest/")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "metadata" in last and "Traceback" not in result.stderr
