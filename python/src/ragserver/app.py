@@ -15,13 +15,15 @@ from fastapi import FastAPI
 from ragserver import __version__
 from ragserver.api import crawl, health, knowledge, ml, progress, rag
 from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
-from ragserver.api.handlers import install_error_handlers
+from ragserver.api.handlers import error_responses, install_error_handlers
 from ragserver.api.realtime import build_socketio
 from ragserver.api.runtime import Runtime
 from ragserver.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+# Errors any /api route can answer (guards, body parsing, validation, dependencies); routes add their own.
+API_ERRORS = error_responses(400, 401, 413, 422, 503)
 # Room for the multipart envelope and form fields around an upload of MAX_UPLOAD_MB.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
@@ -47,8 +49,9 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     )
     api.state.runtime = runtime
     install_error_handlers(api)
-    for module in (health, knowledge, crawl, rag, progress, ml):
-        api.include_router(module.router)
+    api.include_router(health.router)
+    for module in (knowledge, crawl, rag, progress, ml):
+        api.include_router(module.router, responses=API_ERRORS)
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)
     sio = build_socketio(runtime.tracker, settings.ragserver_api_key)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from ragserver.api.deps import CrawlDep
+from ragserver.api.handlers import error_responses
 from ragserver.crawl.service import MAX_DEPTH_LIMIT, MAX_PAGES_LIMIT, CrawlRequest, source_id_for
 
 router = APIRouter(prefix="/api", tags=["crawl"])
@@ -48,7 +49,7 @@ async def start_crawl(body: CrawlBody, crawl: CrawlDep) -> CrawlStarted:
     )
 
 
-@router.post("/knowledge-items/{source_id}/refresh", response_model=CrawlStarted)
+@router.post("/knowledge-items/{source_id}/refresh", response_model=CrawlStarted, responses=error_responses(404))
 async def refresh_source(
     source_id: Annotated[str, Path(min_length=1, max_length=500)], crawl: CrawlDep
 ) -> CrawlStarted:

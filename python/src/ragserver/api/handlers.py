@@ -8,10 +8,12 @@ never headers or bodies (they may carry keys).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ragserver.errors import RagServerError, Unauthorized
@@ -19,6 +21,31 @@ from ragserver.errors import RagServerError, Unauthorized
 log = logging.getLogger(__name__)
 
 MAX_VALIDATION_ERRORS = 10
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: unparsable body, a field value the service refuses (e.g. a refused crawl target)",
+    401: "Missing or wrong API key (Authorization: Bearer <key>)",
+    404: "No such id",
+    413: "Request body larger than MAX_UPLOAD_MB",
+    415: "File type that cannot be parsed",
+    422: "Request does not match the schema",
+    429: "A queue is full; retry later",
+    503: "A dependency (database, ML environment) is not ready",
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (RagServerError.to_json and the validation handler)."""
+
+    success: bool
+    error: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error status codes, so clients (and schemathesis) know them."""
+    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -55,7 +82,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = {"success": False, "error": code, "message": str(exc.detail)}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from ragserver.api.deps import IngestDep, SettingsDep, StoreDep
+from ragserver.api.handlers import error_responses
 from ragserver.errors import InputError, PayloadTooLarge
 
 router = APIRouter(prefix="/api", tags=["knowledge"])
@@ -52,7 +53,7 @@ class DeleteResponse(BaseModel):
     source_id: str
 
 
-@router.post("/documents/upload", response_model=UploadResponse)
+@router.post("/documents/upload", response_model=UploadResponse, responses=error_responses(415))
 async def upload_document(
     ingest: IngestDep,
     settings: SettingsDep,
@@ -97,7 +98,7 @@ async def knowledge_items(
     return KnowledgeItemsResponse(items=listing["items"], total=listing["total"], page=page, per_page=per_page)
 
 
-@router.delete("/sources/{source_id}", response_model=DeleteResponse)
+@router.delete("/sources/{source_id}", response_model=DeleteResponse, responses=error_responses(404))
 async def delete_source(store: StoreDep, source_id: Annotated[str, SOURCE_ID]) -> DeleteResponse:
     """Delete a source and everything stored for it; 404 when unknown."""
     await store.delete_source(source_id)

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ragserver.api.deps import MLDep
+from ragserver.api.handlers import error_responses
 
-router = APIRouter(prefix="/api/ml", tags=["ml"])
+router = APIRouter(prefix="/api/ml", tags=["ml"], responses=error_responses(429))
 
 MAX_ITEMS = 256
 MAX_TEXT_CHARS = 20_000

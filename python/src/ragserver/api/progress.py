@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Response
 from pydantic import BaseModel, ConfigDict
 
 from ragserver.api.deps import ProgressDep
+from ragserver.api.handlers import error_responses
 
 router = APIRouter(prefix="/api", tags=["progress"])
 
@@ -50,7 +51,7 @@ async def list_progress(tracker: ProgressDep) -> dict[str, Any]:
 @router.get(
     "/progress/{progress_id}",
     response_model=ProgressResponse,
-    responses={304: {"description": "Unchanged since the ETag in If-None-Match"}},
+    responses={304: {"description": "Unchanged since the ETag in If-None-Match"}, **error_responses(404)},
 )
 async def get_progress(
     progress_id: ProgressId,
@@ -68,7 +69,7 @@ async def get_progress(
     return op.snapshot()
 
 
-@router.post("/knowledge-items/stop/{progress_id}", response_model=StopResponse)
+@router.post("/knowledge-items/stop/{progress_id}", response_model=StopResponse, responses=error_responses(404))
 async def stop_operation(progress_id: ProgressId, tracker: ProgressDep) -> StopResponse:
     """Ask an operation to stop; it ends as 'cancelled' once it reaches a safe point."""
     cancelled = tracker.cancel(progress_id)

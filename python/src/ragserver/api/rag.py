@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragserver.api.deps import SearchDep
+from ragserver.api.handlers import error_responses
 from ragserver.search.service import MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/api/rag", tags=["rag"])
@@ -48,7 +49,7 @@ class QueryResponse(SearchResponse):
     return_mode: Literal["chunks", "pages"]
 
 
-@router.post("/query", response_model=QueryResponse)
+@router.post("/query", response_model=QueryResponse, responses=error_responses(429))
 async def rag_query(body: QueryRequest, search: SearchDep) -> dict[str, Any]:
     """Hybrid (vector + full-text, RRF) search, reranked when the reranker is ready."""
     return await search.query(
@@ -56,7 +57,7 @@ async def rag_query(body: QueryRequest, search: SearchDep) -> dict[str, Any]:
     )
 
 
-@router.post("/code-examples", response_model=SearchResponse)
+@router.post("/code-examples", response_model=SearchResponse, responses=error_responses(429))
 async def rag_code_examples(body: CodeExamplesRequest, search: SearchDep) -> dict[str, Any]:
     """Code examples whose code or surrounding text match the query."""
     return await search.code_examples(body.query, source_id=body.source, match_count=body.match_count)
