@@ -31,6 +31,7 @@ class HealthResponse(BaseModel):
     database: dict[str, Any]
     ml: dict[str, Any]
     issues: list[str]
+    event_loop: dict[str, float | int] | None = None
 
 
 @router.get(
@@ -53,7 +54,14 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
             status, code = "error", 503
     if database.get("state") == "error":
         issues.insert(0, f"database: {database.get('reason', 'unavailable')}")
-    body = {"status": status, "version": __version__, "database": database, "ml": ml, "issues": issues}
+    body = {
+        "status": status,
+        "version": __version__,
+        "database": database,
+        "ml": ml,
+        "issues": issues,
+        "event_loop": runtime.loop_lag.snapshot(),
+    }
     return JSONResponse(body, status_code=code)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
+from ragserver.api.looplag import LoopLagMonitor
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
 from ragserver.errors import RagServerError, Unavailable
@@ -37,6 +38,7 @@ class Runtime:
         self.settings = settings
         self.server = server
         self.tracker = ProgressTracker()
+        self.loop_lag = LoopLagMonitor()
         self.ml = MLService(settings)
         self.store: Any = None
         # Services by name ("ingest", "search", "crawl"), built once the database is open.
@@ -56,6 +58,8 @@ class Runtime:
         """
         self._store_task = asyncio.create_task(self._hold_store(), name="ragserver-store")
         self._tasks = [self._store_task]
+        if self.server:
+            self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="ragserver-loop-lag"))
         if ml:
             self._tasks += [
                 asyncio.create_task(self._run_ml(), name="ragserver-ml-start"),
