@@ -91,11 +91,9 @@ class IngestService:
         run_id = await self.store.begin_run(source, kind)
         extract_code = source.metadata.get("extract_code_examples", True) is not False
         try:
-            async with contextlib.aclosing(_batches(documents, self.settings.ingest_batch_size, op)) as batches:
-                async for batch in batches:
+            async with contextlib.aclosing(self._chunked_batches(documents, op, extract_code)) as batches:
+                async for pending in batches:
                     op.raise_if_cancelled()
-                    op.update(step="chunking")
-                    pending = deque(await asyncio.to_thread(self._chunk_batch, batch, extract_code))
                     await self._store_batch(source.source_id, run_id, pending, op, counts)
                     if total:
                         op.update(progress=min(99.0, 100.0 * counts["documents"] / total))
@@ -108,6 +106,32 @@ class IngestService:
         if counts["chunks_unembedded"] and self.ml.embedder_ready:
             self.schedule_reembed()
         return {"source_id": source.source_id, "run_id": run_id, **counts, **stored}
+
+    async def _chunked_batches(
+        self, documents: Documents, op: Operation, extract_code: bool
+    ) -> AsyncIterator[deque[_Prepared]]:
+        """Chunked batches; the next batch is read and chunked while the caller embeds and stores this one.
+
+        The overlap keeps the CPU (parsing, tokenizing) and the embedder busy at the same time;
+        at most two batches are in memory.
+        """
+        async with contextlib.aclosing(_batches(documents, self.settings.ingest_batch_size, op)) as batches:
+
+            async def prepare() -> deque[_Prepared] | None:
+                batch = await anext(batches, None)
+                if batch is None:
+                    return None
+                op.update(step="chunking")
+                return deque(await asyncio.to_thread(self._chunk_batch, batch, extract_code))
+
+            upcoming = asyncio.ensure_future(prepare())
+            try:
+                while (ready := await upcoming) is not None:
+                    upcoming = asyncio.ensure_future(prepare())
+                    yield ready
+            finally:
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
 
     async def _store_batch(
         self, source_id: str, run_id: int, pending: deque[_Prepared], op: Operation, counts: dict[str, int]
