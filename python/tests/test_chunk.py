@@ -225,6 +225,12 @@ def test_text_format_has_no_headings_or_fences() -> None:
     assert squash("".join(body_of(c, "notes") for c in chunks)) == squash(text)
 
 
+def test_empty_heading_closes_sections_without_an_empty_path_entry() -> None:
+    text = "# A\n\n## B\n\nin b\n\n##\n\nafter empty"
+    chunks, _ = chunk_document(Document("u", "", text), max_tokens=50, count_tokens=words)
+    assert [c.heading_path for c in chunks] == [["A", "B"], ["A"]]
+
+
 def test_corpus_id_and_pdf_page_are_carried_onto_chunks() -> None:
     doc = Document("u", "t", "one\n\ntwo", metadata={"format": "text", "doc_id": "d7", "page": 3, "filename": "f"})
     chunks, _ = chunk_document(doc, max_tokens=4, count_tokens=words)

@@ -85,7 +85,10 @@ def _net(count_tokens: CountTokens, overhead: int) -> CountTokens:
 
 
 def _sections(blocks: Iterator[md.Block]) -> Iterator[tuple[list[str], list[md.Block]]]:
-    """(heading path, body blocks) per section that has a body; headings never appear in bodies."""
+    """(heading path, body blocks) per section that has a body; headings never appear in bodies.
+
+    An empty heading ('#' alone) still closes deeper sections but adds nothing to the path.
+    """
     stack: list[tuple[int, str]] = []
     body: list[md.Block] = []
     for block in blocks:
@@ -93,13 +96,13 @@ def _sections(blocks: Iterator[md.Block]) -> Iterator[tuple[list[str], list[md.B
             body.append(block)
             continue
         if body:
-            yield [text for _, text in stack], body
+            yield [text for _, text in stack if text], body
             body = []
         while stack and stack[-1][0] >= block.level:
             stack.pop()
         stack.append((block.level, block.text))
     if body:
-        yield [text for _, text in stack], body
+        yield [text for _, text in stack if text], body
 
 
 def _fitting_context(title: str, path: list[str], max_tokens: int, count_tokens: CountTokens) -> str:
