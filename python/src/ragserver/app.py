@@ -16,6 +16,7 @@ from ragserver import __version__
 from ragserver.api import crawl, health, knowledge, ml, progress, rag
 from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
 from ragserver.api.handlers import error_responses, install_error_handlers
+from ragserver.api.logredact import secrets_masked_in_logs
 from ragserver.api.realtime import build_socketio
 from ragserver.api.runtime import Runtime
 from ragserver.config import Settings, get_settings
@@ -35,11 +36,12 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
+        with secrets_masked_in_logs(settings):
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
 
     api = FastAPI(
         title="ragserver",
