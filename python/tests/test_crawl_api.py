@@ -27,6 +27,12 @@ async def until_final(client: httpx.AsyncClient, progress_id: str, timeout: floa
             await asyncio.sleep(0.1)
 
 
+async def until_crawled(client: httpx.AsyncClient, progress_id: str, pages: int, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while (await client.get(f"/api/progress/{progress_id}")).json()["counts"].get("pages_crawled", 0) < pages:
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize(
     ("url", "code"),
     [
@@ -61,7 +67,7 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
         api_settings,
         crawl_allowed_hosts="127.0.0.1",
         crawl_per_host_delay_ms=0,
-        crawl_timeout_s=1,
+        crawl_timeout_s=2,
         crawl_max_page_bytes=100_000,
         crawl_max_retries=1,
     )
@@ -90,11 +96,11 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
 
             # A refresh of a site that became slow, stopped midway: the first crawl's pages stay.
             for path in [p for p in site.routes if p.endswith(".html") or p == "/"]:
-                slow = page("slow", "<p>slow version</p>", [f"/slow{i}.html" for i in range(30)])
+                slow = page("slow", "<p>slow version</p>", [f"/slow{i}.html" for i in range(60)])
                 slow.delay_s = 0.3
                 site.set(path, slow)
             refresh = (await client.post(f"/api/knowledge-items/{body['source_id']}/refresh")).json()
-            await asyncio.sleep(1.0)
+            await until_crawled(client, refresh["progressId"], 2)
             stop = (await client.post(f"/api/knowledge-items/stop/{refresh['progressId']}")).json()
             assert stop["cancelled"] is True
             assert (await until_final(client, refresh["progressId"]))["status"] == "cancelled"

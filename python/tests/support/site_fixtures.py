@@ -24,7 +24,7 @@ from ragserver.domain import Document
 
 HTML = "text/html; charset=utf-8"
 BIG_PAGE_BYTES = 300_000
-SLOW_PAGE_S = 3.0
+SLOW_PAGE_S = 6.0
 
 
 @dataclass
@@ -58,7 +58,7 @@ def crawl_settings(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path,
         "crawl_allowed_hosts": "127.0.0.1",
         "crawl_per_host_delay_ms": 0,
-        "crawl_timeout_s": 1,
+        "crawl_timeout_s": 2,
         "crawl_max_page_bytes": 100_000,
         "crawl_max_retries": 1,
         "crawl_concurrency": 4,
