@@ -14,7 +14,7 @@ from support.site_fixtures import FixtureSite, Route, crawl_settings, docs_site,
 
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlRequest, CrawlService, source_id_for
-from ragserver.errors import TargetRefused
+from ragserver.errors import Busy, TargetRefused
 from ragserver.ingest.service import IngestService
 from ragserver.progress import FINAL, Operation, ProgressTracker
 
@@ -191,3 +191,15 @@ async def test_refused_targets_are_4xx_before_anything_runs(crawl_rig: Rig) -> N
             await strict.start_crawl(CrawlRequest(url=url))
         assert caught.value.status_code == 400
     assert not crawl_rig.tracker.list()  # no operation was started
+
+
+async def test_a_source_is_crawled_by_one_run_at_a_time(crawl_rig: Rig) -> None:
+    with FixtureSite(small_site(1, delay_s=0.3, extra_pages=20)) as site:
+        first = await crawl_rig.crawl.start_crawl(CrawlRequest(url=site.url("/")))
+        with pytest.raises(Busy) as caught:
+            await crawl_rig.crawl.start_crawl(CrawlRequest(url=site.url("/index.html")))  # same canonical URL
+        assert caught.value.status_code == 429 and caught.value.details["progressId"] == first.id
+        first.cancel()
+        assert (await finished(first)).status == "cancelled"
+        second = await crawl_rig.crawl.start_crawl(CrawlRequest(url=site.url("/")))
+        assert (await finished(second)).status == "completed", second.error

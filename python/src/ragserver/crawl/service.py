@@ -23,8 +23,8 @@ from ragserver.crawl.crawler import Crawler, CrawlOptions, CrawlStats
 from ragserver.crawl.guard import Guard
 from ragserver.crawl.urls import canonicalize
 from ragserver.domain import Document, SourceInfo
-from ragserver.errors import InputError, RagServerError
-from ragserver.progress import Operation, OperationCancelled, ProgressTracker
+from ragserver.errors import Busy, InputError, RagServerError
+from ragserver.progress import ACTIVE, Operation, OperationCancelled, ProgressTracker
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,12 @@ class CrawlService:
         self.progress = progress
         self.guard = Guard(settings)
         self._tasks: set[asyncio.Task] = set()
+        self._running: dict[str, Operation] = {}  # source_id -> the crawl now writing it
 
     async def start_crawl(self, request: CrawlRequest) -> Operation:
         """Validate the request (bad input and refused targets raise 4xx here), then crawl in the background."""
         request = await self._validated(request)
-        op = self.progress.start("crawl", message=f"crawling {request.url}")
+        op = self._start_operation(request)
         task = asyncio.create_task(self._run_quietly(request, op), name=f"crawl-{op.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -106,12 +107,25 @@ class CrawlService:
         if max_depth is not None:
             request.max_depth = max_depth
         request = await self._validated(request)
-        op = self.progress.start("crawl", message=f"crawling {request.url}")
+        op = self._start_operation(request)
         return await self._run(request, op, on_progress)
 
     async def stop_all(self) -> None:
         """Wait for background crawls to end (their operations were cancelled by the tracker)."""
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _start_operation(self, request: CrawlRequest) -> Operation:
+        """A new crawl operation, unless that source is being crawled right now (two runs would race)."""
+        source_id = source_id_for(request.url)
+        current = self._running.get(source_id)
+        if current is not None and current.status in ACTIVE:
+            raise Busy(
+                f"{request.url} is already being crawled; stop that crawl or wait for it",
+                details={"progressId": current.id, "source_id": source_id},
+            )
+        op = self.progress.start("crawl", message=f"crawling {request.url}")
+        self._running[source_id] = op
+        return op
 
     async def _validated(self, request: CrawlRequest) -> CrawlRequest:
         url = (request.url or "").strip()
@@ -169,6 +183,8 @@ class CrawlService:
             if not ingest.done():  # this task itself was cancelled (shutdown): stop the ingest too
                 ingest.cancel()
                 await asyncio.gather(ingest, return_exceptions=True)
+            if self._running.get(source.source_id) is op:
+                del self._running[source.source_id]
         result = {
             "source_id": source.source_id,
             "url": request.url,
