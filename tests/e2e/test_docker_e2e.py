@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from conftest import CONTAINER, TIMINGS, Stack, bootstrap_args, free_port, run, wait_http_ok, wait_ml_ready
+from conftest import CONTAINER, REPO, TIMINGS, Stack, bootstrap_args, free_port, run, wait_http_ok, wait_ml_ready
 
 NO_ML_STACK = """
 import importlib.util, os, shutil, site, sys
@@ -78,6 +78,26 @@ def test_server_image_is_slim(stack: Stack, server_image: str) -> None:
     assert proc.stdout.strip() == "ok"
     size = run(["docker", "image", "inspect", "-f", "{{.Size}}", server_image]).stdout.strip()
     TIMINGS["server image size (MB)"] = int(size) / 1e6
+
+
+# The crawl tests that need neither a database nor models: they exercise crawl4ai's HTTP path,
+# markdown generation and our fetcher, i.e. exactly what the slim crawl4ai install must keep working.
+CRAWL_TESTS = ["tests/test_crawl_units.py", "tests/test_crawl_site.py"]
+IN_IMAGE_PYTEST = """
+set -e
+pip install -q --target /tmp/testdeps pytest pytest-asyncio pytest-timeout hypothesis 2>/dev/null
+cd /src && python -m pytest -q -p no:cacheprovider "$@"
+"""
+
+
+def test_crawl_tests_pass_inside_the_image(server_image: str) -> None:
+    """crawl4ai is installed without litellm, patchright, nltk, alphashape: its crawl path still works."""
+    tests = [t for t in CRAWL_TESTS if (REPO / "python" / t).is_file()]
+    assert tests, "the crawl test files moved: update CRAWL_TESTS"
+    proc = run(["docker", "run", "--rm", "--network", "host", "-v", f"{REPO / 'python'}:/src:ro",
+                "-e", "PYTHONDONTWRITEBYTECODE=1", "-e", "PYTHONPATH=/tmp/testdeps", "--entrypoint", "sh",
+                server_image, "-c", IN_IMAGE_PYTEST, "sh", *tests])  # fmt: skip
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-3000:]
 
 
 def test_bootstrap_again_is_a_quick_noop(stack: Stack, bootstrapped: Path, test_models: Path) -> None:
