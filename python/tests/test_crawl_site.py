@@ -6,12 +6,14 @@ saw; test_crawl_service.py checks what ends up stored.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 from support.site_fixtures import FixtureSite, Route, crawl, crawl_settings, docs_site, page
 
-from ragserver.crawl.fetch import Fetcher
+from ragserver.crawl.fetch import Fetcher, SkippedPage
 from ragserver.errors import CrawlError, TargetRefused
 
 pytestmark = pytest.mark.timeout(60)
@@ -140,3 +142,19 @@ async def test_fetcher_refuses_a_redirect_to_a_private_address(tmp_path: Path) -
             with pytest.raises(TargetRefused, match="private"):
                 await fetcher.get(site.url("/hop"))
     assert site.hits["/hop"] == 1
+
+
+async def test_compressed_answers_are_capped_after_decompression(tmp_path: Path) -> None:
+    bomb = Route("x" * 2_000_000, headers={"Content-Encoding": "gzip"}, gzip_body=True)
+    with FixtureSite({"/bomb.html": bomb}) as site:
+        async with Fetcher(crawl_settings(tmp_path)) as fetcher:
+            with pytest.raises(SkippedPage, match="larger than 100000 bytes"):
+                await fetcher.get(site.url("/bomb.html"))
+
+
+async def test_requests_to_one_host_are_spaced_by_the_politeness_delay(tmp_path: Path) -> None:
+    with FixtureSite({f"/{i}.html": page(str(i), "<p>x</p>") for i in range(4)}) as site:
+        async with Fetcher(crawl_settings(tmp_path, crawl_per_host_delay_ms=150)) as fetcher:
+            started = time.monotonic()
+            await asyncio.gather(*(fetcher.get(site.url(f"/{i}.html")) for i in range(4)))
+            assert time.monotonic() - started >= 0.45  # three gaps of 150 ms, despite concurrency 4
