@@ -108,7 +108,11 @@ class CrawlService:
             request.max_depth = max_depth
         request = await self._validated(request)
         op = self._start_operation(request)
-        return await self._run(request, op, on_progress)
+        try:
+            return await self._run(request, op, on_progress)
+        finally:
+            if on_progress is not None:
+                on_progress(op.snapshot())  # the final state (100 % or the error) for the progress bar
 
     async def stop_all(self) -> None:
         """Wait for background crawls to end (their operations were cancelled by the tracker)."""
