@@ -22,9 +22,11 @@ from ragserver.errors import RagServerError
 
 log = logging.getLogger(__name__)
 
-LOC = re.compile(r"<loc>\s*(.*?)\s*</loc>", re.IGNORECASE | re.DOTALL)
+# Both patterns stay linear on hostile input: no part can run past the next "<" (LOC) or "[" / "("
+# (MD_LINK), so an unclosed <loc> or "[a](" repeated a million times costs one pass, not n².
+LOC = re.compile(r"<loc>([^<]*)</loc>", re.IGNORECASE)
 SITEMAP_INDEX = re.compile(r"<sitemapindex[\s>]", re.IGNORECASE)
-MD_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+MD_LINK = re.compile(r"\[[^\[\]]*\]\(\s*<?([^)\s<>\[\]]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
 SOURCE_LINE = re.compile(r"^(?:source|url):\s*(https?://\S+)\s*$", re.IGNORECASE)
 MAX_SITEMAP_FILES = 50
@@ -88,7 +90,7 @@ async def read_sitemaps(fetcher: Fetcher, urls: list[str], *, limit: int, allowe
         if not is_sitemap_xml(text):
             continue
         files += 1
-        locs = [html.unescape(m) for m in LOC.findall(text)]
+        locs = [html.unescape(m.strip()) for m in LOC.findall(text)]
         if SITEMAP_INDEX.search(text):
             if depth < MAX_SITEMAP_DEPTH:
                 pending.extend((loc, depth + 1) for loc in locs)
