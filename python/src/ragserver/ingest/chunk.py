@@ -4,8 +4,11 @@ Sections start at headings and every chunk belongs to one section, so its headin
 exact. Each chunk's content starts with a one-line context (document title > headings) because
 a chunk is embedded, full-text indexed and reranked on its own: "Installation > Linux" in
 the text lets a query about installing the library find a section that never names it.
-Code fences are kept whole, even when one block alone exceeds the size; prose is packed by
-paragraph, and a paragraph that is too big is cut at sentences, then lines, then words.
+Code fences are kept whole, even when one block alone exceeds the size, up to
+MAX_CODE_BLOCK_CHARS; prose is packed by paragraph, and a paragraph that is too big is cut at
+sentences, then lines, then words. A code block beyond that cap (a whole source file in one
+fence, or a fence never closed) is cut at lines into fenced pieces, and headings are capped:
+Postgres cannot full-text index a chunk whose tsvector passes 1 MB, which failed the upload.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ CONTEXT_PART_CHARS = 120
 CODE_CONTEXT_CHARS = 1000
 CHUNK_METADATA_KEYS = ("doc_id", "page")  # carried onto chunks so a hit can cite its corpus id / PDF page
 _WINDOW_CHARS = 50_000  # hostile single paragraphs are cut into windows before tokenizing
+MAX_CODE_BLOCK_CHARS = 20_000  # larger code blocks are split (and are not code examples)
+MAX_HEADING_CHARS = 1_000  # a heading is stored on every chunk of its section
+_FENCE_RUN = re.compile(r"[`~]+")
 
 # Cut points for an oversize paragraph, coarsest first; each piece keeps its trailing whitespace
 # so the pieces concatenate back to the original text.
@@ -100,7 +106,7 @@ def _sections(blocks: Iterator[md.Block]) -> Iterator[tuple[list[str], list[md.B
             body = []
         while stack and stack[-1][0] >= block.level:
             stack.pop()
-        stack.append((block.level, block.text))
+        stack.append((block.level, block.text[:MAX_HEADING_CHARS]))
     if body:
         yield [text for _, text in stack if text], body
 
@@ -153,11 +159,14 @@ def _pack(section: list[md.Block], budget: int, count_tokens: CountTokens) -> li
     counts = count_tokens([block.text for block in section])
     packer = _Packer(budget)
     for block, tokens in zip(section, counts, strict=True):
-        if block.kind == md.CODE or tokens <= budget:
+        if tokens <= budget or (block.kind == md.CODE and len(block.text) <= MAX_CODE_BLOCK_CHARS):
             packer.add(_Piece(block.text, tokens))
-            continue
-        for number, (text, n) in enumerate(_split_oversize(block.text, budget, count_tokens)):
-            packer.add(_Piece(text, n, glue="\n\n" if number == 0 else ""))
+        elif block.kind == md.CODE:
+            for text, n in _split_code(block, budget, count_tokens):
+                packer.add(_Piece(text, n))
+        else:
+            for number, (text, n) in enumerate(_split_oversize(block.text, budget, count_tokens)):
+                packer.add(_Piece(text, n, glue="\n\n" if number == 0 else ""))
     packer.flush()
     return packer.done
 
@@ -166,6 +175,25 @@ def _split_oversize(text: str, budget: int, count_tokens: CountTokens) -> Iterat
     """Pieces of a too-long paragraph, each within budget, concatenating back to the text."""
     for window in _windows(text, _WINDOW_CHARS):
         yield from _split(window, budget, count_tokens, level=0)
+
+
+def _split_code(block: md.Block, budget: int, count_tokens: CountTokens) -> Iterator[tuple[str, int]]:
+    """A code block over MAX_CODE_BLOCK_CHARS as fenced pieces of its lines, each within budget."""
+    opening = block.text.split("\n", 1)[0].strip()
+    match = _FENCE_RUN.match(opening)
+    closing = match.group() if match else "```"
+    room = max(budget - count_tokens([f"{opening}\n\n{closing}"])[0], 1)
+    group: list[str] = []
+    used = 0
+    for piece, n in [*_split_oversize(block.code, room, count_tokens), ("", room + 1)]:  # sentinel flushes
+        if group and used + n > room:
+            body = "".join(group).strip("\n")
+            if body.strip():
+                text = f"{opening}\n{body}\n{closing}"
+                yield text, count_tokens([text])[0]
+            group, used = [], 0
+        group.append(piece)
+        used += n
 
 
 def _split(text: str, budget: int, count_tokens: CountTokens, level: int) -> Iterator[tuple[str, int]]:
@@ -219,7 +247,7 @@ def _windows(text: str, size: int) -> Iterator[str]:
 def _code_examples(section: list[md.Block], path: list[str], min_chars: int) -> Iterator[CodeExample]:
     """Long code blocks with the paragraphs right before and after them as context."""
     for position, block in enumerate(section):
-        if block.kind != md.CODE or len(block.code.strip()) < min_chars:
+        if block.kind != md.CODE or not min_chars <= len(block.code.strip()) <= MAX_CODE_BLOCK_CHARS:
             continue
         before = section[position - 1] if position > 0 else None
         after = section[position + 1] if position + 1 < len(section) else None
