@@ -89,7 +89,12 @@ async def test_upload_query_delete_round_trip(api: RunningApp) -> None:
     assert answer["success"] is True
     assert answer["search_mode"] == "hybrid"
     assert answer["reranking_applied"] is True
-    assert answer["results"] and marker in answer["results"][0]["content"]
+    assert 1 <= len(answer["results"]) <= 3
+
+    # the tiny test reranker has random weights, so content is checked within the source
+    mine = await client.post("/api/rag/query", json={"query": f"{marker} gadget", "source": source["source_id"]})
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["results"] and all(marker in r["content"] for r in mine.json()["results"])
 
     pages = await client.post(
         "/api/rag/query",

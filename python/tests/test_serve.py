@@ -40,6 +40,8 @@ def test_serve_answers_over_http(api_settings) -> None:
                 time.sleep(0.1)
             assert state["status"] == "completed", state
 
-            answer = client.post("/api/rag/query", json={"query": f"{marker} valve"}, headers=AUTH).json()
+            source_id = state["result"]["source_id"]
+            query = {"query": f"{marker} valve", "source": source_id}
+            answer = client.post("/api/rag/query", json=query, headers=AUTH).json()
             assert answer["search_mode"] == "hybrid" and answer["reranking_applied"] is True, answer
             assert marker in answer["results"][0]["content"]
