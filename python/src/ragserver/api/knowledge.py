@@ -110,7 +110,7 @@ def parse_tags(raw: str | None) -> list[str]:
     if raw is None or not raw.strip():
         return []
     text = raw.strip()
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         try:
             values = json.loads(text)
         except json.JSONDecodeError as exc:
