@@ -32,6 +32,7 @@ CHUNK_METADATA_KEYS = ("doc_id", "page")  # carried onto chunks so a hit can cit
 _WINDOW_CHARS = 50_000  # hostile single paragraphs are cut into windows before tokenizing
 MAX_CODE_BLOCK_CHARS = 20_000  # larger code blocks are split (and are not code examples)
 MAX_HEADING_CHARS = 1_000  # a heading is stored on every chunk of its section
+MAX_FENCE_CHARS = 32  # fence and language of the pieces of a split code block
 _FENCE_RUN = re.compile(r"[`~]+")
 
 # Cut points for an oversize paragraph, coarsest first; each piece keeps its trailing whitespace
@@ -179,9 +180,9 @@ def _split_oversize(text: str, budget: int, count_tokens: CountTokens) -> Iterat
 
 def _split_code(block: md.Block, budget: int, count_tokens: CountTokens) -> Iterator[tuple[str, int]]:
     """A code block over MAX_CODE_BLOCK_CHARS as fenced pieces of its lines, each within budget."""
-    opening = block.text.split("\n", 1)[0].strip()
-    match = _FENCE_RUN.match(opening)
-    closing = match.group() if match else "```"
+    match = _FENCE_RUN.match(block.text.lstrip())
+    closing = match.group()[:MAX_FENCE_CHARS] if match else "```"  # a hostile fence may be megabytes long
+    opening = closing + block.language[:MAX_FENCE_CHARS]
     room = max(budget - count_tokens([f"{opening}\n\n{closing}"])[0], 1)
     group: list[str] = []
     used = 0
