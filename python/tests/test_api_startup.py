@@ -34,5 +34,15 @@ async def test_health_is_503_until_the_database_is_up(tmp_path) -> None:
                 assert "secret-pw" not in response.text
                 await asyncio.sleep(0.5)
 
+            runtime = fastapi_app.state.runtime
+            for _ in range(200):
+                if runtime.database["state"] == "error":
+                    break
+                await asyncio.sleep(0.05)
+            response = await client.get("/health")
+            body = response.json()
+            assert response.status_code == 503 and body["database"]["state"] == "error", body
+            assert body["issues"][0].startswith("database: ") and "secret-pw" not in response.text
+
             query = await client.post("/api/rag/query", json={"query": "anything"})
             assert query.status_code == 503 and query.json()["error"] == "unavailable"

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
+from ragserver.api.logredact import MASK, configured_secrets
 from ragserver.api.looplag import LoopLagMonitor
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
@@ -158,11 +159,9 @@ class Runtime:
             self.services["ingest"].schedule_reembed()
 
     def _redact(self, text: str) -> str:
-        """Remove configured secrets (DSN, keys) from a message before it is logged or shown."""
-        s = self.settings
-        for secret in (s.database_url, s.supabase_service_key, s.ragserver_api_key):
-            if secret:
-                text = text.replace(secret, "***")
+        """Remove configured secrets (DSN, its password, keys) from a message shown in /health."""
+        for secret in configured_secrets(self.settings):
+            text = text.replace(secret, MASK)
         return text
 
 
