@@ -260,4 +260,4 @@ swap() {  # swap STAGE LIVE: rename only (same parent folder), then delete the o
 [ "$MODELS_STEP" = keep ] || swap "$MODELS_STAGE" "$MODELS_DIR"
 swap "$ENV_STAGE" "$ML_ENV_DIR"
 log "ML env ready: $ML_ENV_DIR ($(du -sh "$ML_ENV_DIR" 2>/dev/null | cut -f1)), models: $MODELS_DIR ($(du -sh "$MODELS_DIR" 2>/dev/null | cut -f1))"
-log "next: docker compose up -d   then: docker exec ragserver ragserver check-ml"
+log "next: docker compose up -d (a running server: docker compose restart server), then: docker exec ragserver ragserver check-ml"
