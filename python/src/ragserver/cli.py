@@ -183,7 +183,8 @@ async def _query(args: argparse.Namespace, settings: Settings) -> int:
     print(f"# {answer['total_found']} results ({answer['search_mode']}, reranked: {answer['reranking_applied']})")
     for rank, hit in enumerate(answer["results"], start=1):
         score = hit.get("rerank_score") if hit.get("rerank_score") is not None else hit.get("score")
-        print(f"\n{rank}. {hit.get('title') or hit.get('url')}  [{hit.get('source_id')}]  score={score:.4f}")
+        shown = f"{score:.4f}" if isinstance(score, int | float) else "-"
+        print(f"\n{rank}. {hit.get('title') or hit.get('url')}  [{hit.get('source_id')}]  score={shown}")
         print(f"   {hit.get('url')}")
         print("   " + " ".join(str(hit.get("content", "")).split())[:300])
     return EXIT_OK
