@@ -119,8 +119,8 @@ for id in "$RERANKER_MODEL" "$EMBEDDING_MODEL"; do
 done
 MODELS=${MODELS# }
 
-NET_ARGS=()
-[ -z "$NETWORK" ] || NET_ARGS=(--network "$NETWORK")
+# Always one element, so "${NET_ARGS[@]}" is safe under `set -u` in bash 3.2 (macOS) too.
+NET_ARGS=(--network "${NETWORK:-default}")
 
 # --- 1. docker -----------------------------------------------------------------------------
 step 1 "checking docker"
@@ -140,8 +140,9 @@ if [ "$free_kb" -lt $((MIN_FREE_GB * 1024 * 1024)) ]; then
 fi
 log "$((free_kb / 1024 / 1024)) GB free under $PARENT"
 
-sha() { sha256sum | cut -c1-16; }
-listing() { [ -z "$1" ] || (cd "$1" && find -L . -type f -printf '%P %s %T@\n' | LC_ALL=C sort); }
+sha() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi | cut -c1-16; }
+# name, size and time of every file under $1 (portable: no GNU find -printf, no GNU stat)
+listing() { [ -z "$1" ] || (cd "$1" && find -L . -type f -exec ls -lnL {} + | awk '{$1=$2=$3=$4=""; print}' | LC_ALL=C sort); }
 ENV_STAMP=$({
     echo "format=$STAMP_FORMAT torch=$TORCH_VERSION variant=$TORCH_VARIANT index=$TORCH_INDEX_URL"
     echo "packages=$ML_PACKAGES base=${BASE_IMAGE:-python:3.11-slim}"
