@@ -15,14 +15,17 @@ COMPOSE=(docker compose -p rsmeasure -f docker-compose.yml -f tests/e2e/compose.
 now() { date +%s.%N; }
 since() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
 
-until_healthy() {  # prints "seconds to /health 200, seconds to docker healthy" since $1
-    local start=$1 http="" container=$2
+until_healthy() {  # seconds to /health 200 and to docker healthy, since the command ($1) and since the
+    # container process started (State.StartedAt: without docker's own stop/create/mount time)
+    local start=$1 container=$2 http="" http_at="" started
     while :; do
         if [ -z "$http" ] && python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health', timeout=1)" 2>/dev/null; then
-            http=$(since "$start")
+            http=$(since "$start") http_at=$(now)
         fi
         if [ "$(docker inspect -f '{{.State.Health.Status}}' "$container")" = healthy ]; then
-            echo "/health 200 after ${http:-?} s, docker healthy after $(since "$start") s"
+            started=$(date -d "$(docker inspect -f '{{.State.StartedAt}}' "$container")" +%s.%N)
+            printf '/health 200 after %s s (%.1f s after the container started), docker healthy after %s s\n' \
+                "${http:-?}" "$(echo "${http_at:-$started} - $started" | bc)" "$(since "$start")"
             return
         fi
         sleep 0.1
