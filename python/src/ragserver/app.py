@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import socketio
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPBearer
 
 from ragserver import __version__
 from ragserver.api import crawl, health, knowledge, ml, progress, rag
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Errors any /api route can answer (guards, body parsing, validation, dependencies); routes add their own.
 API_ERRORS = error_responses(400, 401, 413, 422, 503)
+# Documents the key in OpenAPI (and /docs' Authorize button); ApiKeyMiddleware is what enforces it.
+BEARER = HTTPBearer(auto_error=False, description="RAGSERVER_API_KEY")
 # Room for the multipart envelope and form fields around an upload of MAX_UPLOAD_MB.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
@@ -52,8 +55,9 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     api.state.runtime = runtime
     install_error_handlers(api)
     api.include_router(health.router)
+    key_docs = [Security(BEARER)] if settings.ragserver_api_key else []
     for module in (knowledge, crawl, rag, progress, ml):
-        api.include_router(module.router, responses=API_ERRORS)
+        api.include_router(module.router, responses=API_ERRORS, dependencies=key_docs)
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)
     sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
