@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import csv
 import math
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -153,7 +154,7 @@ async def main() -> None:
         stack.progress = ProgressTracker()
         ingest = await ensure_corpus(stack)
         result: dict[str, Any] = {
-            "command": "python benchmarks/bench_retrieval.py --splits " + " ".join(args.splits),
+            "command": " ".join(["python", "benchmarks/bench_retrieval.py", *sys.argv[1:]]),
             "embedding_model": stack.ml.embedding_model,
             "reranker": stack.settings.reranker_model if stack.ml.reranker_ready else None,
             "rerank_top_n": args.rerank_top_n,

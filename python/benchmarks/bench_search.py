@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,7 @@ async def main() -> None:
     save_result(
         "search_latency",
         {
-            "command": "python benchmarks/bench_search.py --sizes " + " ".join(map(str, args.sizes)),
+            "command": " ".join(["python", "benchmarks/bench_search.py", *sys.argv[1:]]),
             "machine": machine(),
             "levels": levels,
         },
