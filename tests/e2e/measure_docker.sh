@@ -43,7 +43,7 @@ t=$(now); "${COMPOSE[@]}" build -q server; echo "build (${1:-warm cache}): $(sin
 ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
 cp -r python/pyproject.toml python/src python/docker python/.dockerignore python/extract-ml-env.sh "$ctx"/
 cp python/Dockerfile.server "$ctx"/
-echo "# code-only rebuild $(date +%s%N)" >>"$ctx/src/ragserver/__init__.py"
+echo "# code-only rebuild $(date +%s%N)" >>"$ctx/src/ragserver/cli.py"
 t=$(now); docker compose -p rsmeasure --project-directory "$ctx" -f /dev/stdin build -q <<EOF
 services:
   server: {image: ragserver:measure-code, build: {context: $ctx, dockerfile: Dockerfile.server, network: host}}
