@@ -64,6 +64,7 @@ class Settings:
     crawl_timeout_s: int = _setting(30, "Time budget of one HTTP request of the crawler, in seconds.")
     crawl_max_page_bytes: int = _setting(10485760, "Largest page a crawl reads (after decompression); larger: skipped.")
     crawl_max_retries: int = _setting(2, "Retries (with backoff) after a 429/5xx answer or a connection error.")
+    crawl_convert_workers: int = _setting(0, "Processes converting HTML to markdown; 0 = one per core, 1 = a thread.")
     crawl_max_pages: int = _setting(1000, "Default page budget of a crawl when the request gives none.")
     crawl_user_agent: str = _setting("ragserver-crawler/0.1", "User-Agent of the crawler (robots.txt rules match it).")
     browser_cdp_url: str = _setting("", "CDP endpoint of a Chromium for JavaScript sites (e.g. http://chromium:9222).")

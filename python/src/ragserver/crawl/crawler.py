@@ -30,7 +30,7 @@ from ragserver.config import Settings
 from ragserver.crawl import discover
 from ragserver.crawl.browser import Renderer
 from ragserver.crawl.fetch import Fetched, Fetcher, SkippedPage
-from ragserver.crawl.markdown import convert, prepare_crawl4ai
+from ragserver.crawl.markdown import Converter, prepare_crawl4ai
 from ragserver.crawl.robots import Robots, load_robots
 from ragserver.crawl.urls import Scope, canonicalize, url_kind
 from ragserver.domain import Document
@@ -83,8 +83,15 @@ ProgressCallback = Callable[[str, CrawlStats], None]
 class Crawler:
     """One crawl run; create a new one per crawl."""
 
-    def __init__(self, settings: Settings, options: CrawlOptions, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: CrawlOptions,
+        on_progress: ProgressCallback | None = None,
+        converter: Converter | None = None,
+    ) -> None:
         self.settings = settings
+        self.converter = converter or Converter(settings.data_dir, workers=1)
         self.options = options
         self.stats = CrawlStats()
         self._notify = on_progress or (lambda step, stats: None)
@@ -302,7 +309,7 @@ class Crawler:
                 html = await self._renderer.render(page.final_url)
             else:
                 html = page.body.decode(_html_charset(page), errors="replace")
-            converted = await asyncio.to_thread(convert, page.final_url, html)
+            converted = await self.converter.convert(page.final_url, html)
             meta = {"content_type": page.content_type, "fetched_url": page.final_url}
             title = converted.title or discover.markdown_title(converted.markdown, url)
             return Document(url, title, converted.markdown, meta), converted.links

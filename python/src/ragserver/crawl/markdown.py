@@ -3,14 +3,20 @@
 crawl4ai is imported lazily, on the first page: importing it costs about a second, pulls in
 playwright's Python module, and creates its home folder (~/.crawl4ai, or
 $CRAWL4_AI_BASE_DIRECTORY). The server points that folder at DATA_DIR before the first import so
-nothing is written into the user's home. The conversion is CPU work, so callers run `convert` in
-a worker thread.
+nothing is written into the user's home.
+
+The conversion is pure-Python CPU work (~40 ms a page of the Python docs), so threads would
+serialize on the GIL: `Converter` runs it in a pool of worker processes (one per core by default,
+CRAWL_CONVERT_WORKERS), started on the first page and kept for the life of the server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -52,3 +58,32 @@ def convert(url: str, html: str) -> Converted:
     title = (scraped.metadata or {}).get("title") or ""
     markdown = PERMALINK.sub("", result.raw_markdown).strip()
     return Converted(title.strip(), markdown, links)
+
+
+class Converter:
+    """`convert` off the event loop: in worker processes, or in a thread when workers == 1."""
+
+    def __init__(self, data_dir: Path, workers: int) -> None:
+        self.data_dir = Path(data_dir)
+        self.workers = workers if workers > 0 else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def convert(self, url: str, html: str) -> Converted:
+        """Title, markdown and links of one page."""
+        if self.workers == 1:
+            return await asyncio.to_thread(convert, url, html)
+        if self._pool is None:
+            # spawn, not fork: the server has threads (ML worker, DB pool) that fork would copy mid-state
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=prepare_crawl4ai,
+                initargs=(self.data_dir,),
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, convert, url, html)
+
+    def close(self) -> None:
+        """Stop the worker processes (pending conversions are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from ragserver.config import Settings
 from ragserver.crawl.crawler import Crawler, CrawlOptions, CrawlStats
 from ragserver.crawl.guard import Guard
+from ragserver.crawl.markdown import Converter
 from ragserver.crawl.urls import canonicalize
 from ragserver.domain import Document, SourceInfo
 from ragserver.errors import Busy, InputError, RagServerError
@@ -65,6 +66,7 @@ class CrawlService:
         self.settings = settings
         self.progress = progress
         self.guard = Guard(settings)
+        self.converter = Converter(settings.data_dir, settings.crawl_convert_workers)
         self._tasks: set[asyncio.Task] = set()
         self._running: dict[str, Operation] = {}  # source_id -> the crawl now writing it
 
@@ -117,6 +119,7 @@ class CrawlService:
     async def stop_all(self) -> None:
         """Wait for background crawls to end (their operations were cancelled by the tracker)."""
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self.converter.close()
 
     def _start_operation(self, request: CrawlRequest) -> Operation:
         """A new crawl operation, unless that source is being crawled right now (two runs would race)."""
@@ -164,6 +167,7 @@ class CrawlService:
                 exclude_patterns=request.exclude_patterns,
             ),
             on_progress=_reporter(op, request, on_progress),
+            converter=self.converter,
         )
         source = _source_info(request)
         ingest = asyncio.create_task(
