@@ -2,7 +2,7 @@
 
 Qwen3-Reranker: P(yes) = softmax([logit("no"), logit("yes")])[1] of the last position of the
 official prompt. The reference below writes the prompt out again and runs each pair alone
-(no padding) through AutoModelForCausalLM; ragserver scores them batched with left padding.
+(no padding) through AutoModelForCausalLM; ragserver scores a batch packed into one row (ml.packed).
 Classic cross-encoders: sigmoid of the single logit of AutoModelForSequenceClassification.
 """
 
@@ -70,11 +70,10 @@ async def test_service_scores_equal_the_model_card_formula(ml_service, reference
     assert max(reference) - min(reference) > 0.05, "tiny model too flat: the comparison would be blind"
 
 
-def test_batch_is_left_padded_and_still_exact(tiny_reranker_dir: Path, reference) -> None:
+def test_packed_batch_is_still_exact(tiny_reranker_dir: Path, reference) -> None:
     reranker = CausalLMReranker("tiny", tiny_reranker_dir, CPU)
     lengths = reranker.count_tokens([(QUERY, d) for d in DOCUMENTS])
-    assert len(set(lengths)) == len(DOCUMENTS), "documents must differ in length to exercise padding"
-    assert reranker._tokenizer.padding_side == "left"
+    assert len(set(lengths)) == len(DOCUMENTS), "documents must differ in length to exercise the packing"
     assert reranker.score([(QUERY, d) for d in DOCUMENTS]) == pytest.approx(reference, abs=1e-5)
     # Order in the batch must not matter either.
     reversed_scores = reranker.score([(QUERY, d) for d in reversed(DOCUMENTS)])

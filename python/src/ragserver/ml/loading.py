@@ -14,6 +14,11 @@ from pathlib import Path
 from ragserver.errors import Unavailable
 
 FIX_MODELS = "./bootstrap-ml-env.sh (downloads the models into the HF cache once)"
+# Tokens per forward pass on CPU (BENCHMARKS.md, reranker efficiency and ingest throughput):
+# GEMMs over ~2k token rows already run near the torch.mm peak, and bigger batches only add
+# activations that spill out of the caches, so the elementwise work between the GEMMs runs at
+# memory speed (MiniLM encodes 30 % fewer texts per CPU-second at 128 texts a batch than at 8).
+CPU_BATCH_TOKENS = 2048
 
 
 def force_offline() -> None:
@@ -78,6 +83,10 @@ class Placement:
         import torch
 
         return getattr(torch, self.dtype)
+
+    def batch_tokens(self, configured: int) -> int:
+        """Token budget of one forward pass: ML_MAX_BATCH_TOKENS, capped at CPU_BATCH_TOKENS on CPU."""
+        return min(configured, CPU_BATCH_TOKENS) if self.device == "cpu" else configured
 
 
 def choose_placement(setting: str) -> Placement:

@@ -9,7 +9,8 @@ The implementation is picked from the model's config.json `architectures`:
       P(yes) = softmax([logit("no"), logit("yes")])[1]   at the last position
 
   of `PREFIX + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {doc}" + SUFFIX`,
-  left-padded, the body truncated so prefix and suffix always survive. (sentence-transformers'
+  the body truncated so prefix and suffix always survive; a batch's prompts run packed into
+  one row (ml.packed), so no prompt is padded. (sentence-transformers'
   native causal CrossEncoder computes sigmoid(logit_yes - logit_no), the same number, but it
   formats the pair through the checkpoint's chat template, which for Qwen/Qwen3-Reranker-0.6B
   main is the generic Qwen3 chat template, not this prompt.)
@@ -21,10 +22,12 @@ Blocking; ml.worker runs `score` in its inference thread.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 from ragserver.errors import Unavailable
+from ragserver.ml import packed
 from ragserver.ml.loading import Placement, force_offline
 
 PREFIX = (
@@ -62,12 +65,9 @@ class CausalLMReranker:
         self.placement = placement
         self.instruction = instruction
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        tokenizer.padding_side = "left"  # the last position must be a real token for every row
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer = tokenizer
         self._model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=placement.torch_dtype(), local_files_only=True
+            str(path), dtype=placement.torch_dtype(), local_files_only=True, attn_implementation=packed.register()
         ).to(placement.device)
         self._model.eval()
         self._prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
@@ -89,13 +89,27 @@ class CausalLMReranker:
         return [len(ids) for ids in self._prompts(pairs)]
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        """P(yes) for each pair, in input order, from one left-padded forward pass."""
+        """P(yes) for each pair, in input order, from one forward pass over the packed prompts.
+
+        The prompts are concatenated into one row (ml.packed: no padding, positions restart per
+        prompt, causal attention within each prompt), no KV cache is kept, and only the logits
+        of each prompt's last position are computed.
+        """
         import torch
 
-        batch = self._tokenizer.pad({"input_ids": self._prompts(pairs)}, padding=True, return_tensors="pt")
-        batch = {key: value.to(self.placement.device) for key, value in batch.items()}
+        prompts = self._prompts(pairs)
+        ends = list(itertools.accumulate(len(ids) for ids in prompts))
+        device = self.placement.device
+        input_ids = torch.tensor([[token for ids in prompts for token in ids]], device=device)
+        positions = torch.tensor([[i for ids in prompts for i in range(len(ids))]], device=device)
         with torch.inference_mode():
-            logits = self._model(**batch, logits_to_keep=1).logits[:, -1, :]
+            logits = self._model(
+                input_ids=input_ids,
+                position_ids=positions,
+                logits_to_keep=torch.tensor([end - 1 for end in ends], device=device),
+                use_cache=False,
+                packed_segments=list(zip([0, *ends[:-1]], ends, strict=True)),
+            ).logits[0]
             no_yes = torch.stack([logits[:, self._no], logits[:, self._yes]], dim=1).float()
             return torch.softmax(no_yes, dim=1)[:, 1].cpu().tolist()
 

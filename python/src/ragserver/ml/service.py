@@ -76,7 +76,7 @@ class MLService:
             self._rerank_state = {"state": "disabled", "reason": "USE_RERANKING=false"}
         else:
             self._reranker = await self._load("reranker", load_reranker, self._rerank_state)
-        budget, queue = self.settings.ml_max_batch_tokens, self.settings.ml_queue_size
+        budget, queue = self.batch_tokens, self.settings.ml_queue_size
         if self._embedder is not None:
             embedder, limit = self._embedder, self._embedder.max_seq_length
             self._embed_worker = BatchWorker(
@@ -139,6 +139,12 @@ class MLService:
     def reranker(self) -> Reranker | None:
         """The loaded reranker (blocking API); None when not ready."""
         return self._reranker
+
+    @property
+    def batch_tokens(self) -> int:
+        """Token budget of one forward pass of either worker (Placement.batch_tokens)."""
+        configured = self.settings.ml_max_batch_tokens
+        return self._placement.batch_tokens(configured) if self._placement else configured
 
     @property
     def batches_run(self) -> dict[str, int]:
