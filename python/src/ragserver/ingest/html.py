@@ -14,11 +14,17 @@ from itertools import islice
 from bs4 import BeautifulSoup, Tag
 from markdownify import ATX, MarkdownConverter
 
+from ragserver.errors import InputError
+
 _DROP = ["script", "style", "noscript", "template", "nav", "iframe", "svg", "form", "button", "head"]
 _PAGE_CHROME = ["header", "footer", "aside"]
 _LANG_CLASS = re.compile(r"^(?:language|lang|highlight|sourceCode)-([\w+#.-]+)$")
 _BACKTICK_RUN = re.compile(r"`{3,}")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# The parse tree costs ~700 bytes per element: 500,000 tags is ~400 MB, five times the largest
+# page of the Python docs (contents.html, ~98,000). More is refused before parsing, so a hostile
+# upload of 50 MB of <div> cannot take ~8 GB of the server's memory.
+MAX_TAGS = 500_000
 
 
 class _Converter(MarkdownConverter):
@@ -74,6 +80,8 @@ def html_to_markdown(html: str) -> tuple[str, str]:
     markdownify converts recursively, so pathologically nested markup (hostile or generated)
     falls back to the page's plain text rather than failing the upload.
     """
+    if html.count("<") > MAX_TAGS:
+        raise InputError(f"the HTML has more than {MAX_TAGS} tags; split it into smaller files")
     soup = BeautifulSoup(html, "lxml")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
