@@ -57,7 +57,7 @@ echo "image: $((size / 1000000)) MB total, $(((size - base) / 1000000)) MB above
 echo "ML env: $(du -sh "$ML_ENV_DIR" | cut -f1)   model cache: $(du -shL "$MODELS_DIR" | cut -f1)"
 
 t=$(now); "${COMPOSE[@]}" up -d --no-build server >/dev/null 2>&1
-echo "first start (empty volume: initdb) -> $(until_healthy "$t" "$RAGSERVER_CONTAINER")"
+echo "first start (new data volume) -> $(until_healthy "$t" "$RAGSERVER_CONTAINER")"
 t=$(now); docker restart "$RAGSERVER_CONTAINER" >/dev/null
 echo "restart (existing data) -> $(until_healthy "$t" "$RAGSERVER_CONTAINER")"
 "${COMPOSE[@]}" down -v >/dev/null 2>&1
