@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +32,7 @@ import psycopg
 from harness import ServerProcess, free_port, model_env, new_data_dir, wait_operation
 
 RESULTS: list[dict] = []
-BIG_DOCS = 1200  # documents of the upload that gets interrupted (MiniLM on CPU: tens per second)
+BIG_DOCS = 600  # documents of the upload that gets interrupted (MiniLM on CPU: tens per second)
 
 
 def check(name: str, ok: bool, detail: object = "") -> bool:
@@ -266,6 +267,7 @@ def scenario_reembed(rig: Rig) -> None:
 
 
 def scenario_postgres_kill(rig: Rig) -> None:
+    rig.wait(rig.upload("pgbase.jsonl", corpus("pgbase", 50)))  # committed content that must survive
     committed = {sid: rig.db.content(sid) for sid in rig.source_ids().values()}
     progress_id = rig.upload("pgkill.jsonl", corpus("pgkill", BIG_DOCS))
     with rig.server.client() as client:
@@ -351,6 +353,7 @@ def main() -> int:
             try:
                 scenario(rig)
             except Exception as exc:
+                traceback.print_exc()
                 check(f"{name}: scenario ran to the end", False, f"{type(exc).__name__}: {exc}"[:500])
                 if rig.server is None or rig.server.process.poll() is not None:
                     rig.start()
