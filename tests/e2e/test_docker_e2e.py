@@ -82,11 +82,12 @@ def test_server_image_is_slim(stack: Stack, server_image: str) -> None:
 
 # The crawl tests that need neither a database nor models: they exercise crawl4ai's HTTP path,
 # markdown generation and our fetcher, i.e. exactly what the slim crawl4ai install must keep working.
+# --noconftest: the shared fixture plugins may import dev-only packages the image does not have.
 CRAWL_TESTS = ["tests/test_crawl_units.py", "tests/test_crawl_site.py"]
 IN_IMAGE_PYTEST = """
 set -e
 pip install -q --target /tmp/testdeps pytest pytest-asyncio pytest-timeout hypothesis 2>/dev/null
-cd /src && python -m pytest -q -p no:cacheprovider "$@"
+cd /src && python -m pytest -q -p no:cacheprovider --noconftest "$@"
 """
 
 
