@@ -136,7 +136,7 @@ async def hnsw_recall(stack: Any, conn: psycopg.AsyncConnection, vectors: list[l
     overlaps = []
     for vector in vectors:
         hits = await stack.store.hybrid_search(
-            "", vector, model, match_count=10, source_id=None, rrf_k=60, candidates=10
+            "", vector, model, match_count=10, source_id=None, rrf_k=60, candidates=stack.settings.search_candidates
         )
         literal = "[" + ",".join(repr(x) for x in vector) + "]"
         async with conn.transaction():

