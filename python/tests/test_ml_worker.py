@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from ragserver.errors import Busy, MLError, Unavailable
-from ragserver.ml.worker import BatchWorker, plan_batches
+from ragserver.ml.worker import ROUND_ITEMS, BatchWorker, plan_batches
 
 
 def lengths_of(items: list[str]) -> list[int]:
@@ -142,5 +142,28 @@ async def test_empty_request_needs_no_model_call() -> None:
     try:
         assert await worker.submit([]) == []
         assert calls == []
+    finally:
+        await worker.stop()
+
+
+async def test_a_small_request_overtakes_a_bulk_backlog() -> None:
+    """A search's one text waits for the round in progress, not for a bulk job's remaining rounds."""
+    calls: list[list[str]] = []
+    upper = upper_batch(calls)
+
+    def slow(items: list[str]) -> list[str]:
+        threading.Event().wait(0.02)  # a forward pass takes time
+        return upper(items)
+
+    worker = BatchWorker("t", slow, lengths_of, max_batch_tokens=10_000, queue_size=16)
+    worker.start()
+    try:
+        bulk = asyncio.ensure_future(worker.submit([f"bulk-{i:04d}" for i in range(ROUND_ITEMS * 8)]))
+        while not calls:
+            await asyncio.sleep(0.005)
+        assert await asyncio.wait_for(worker.submit(["q"]), 10) == ["Q"]
+        assert not bulk.done()  # the query finished first
+        assert len(calls) <= 3, len(calls)  # the round that was running, then the query's own
+        assert await asyncio.wait_for(bulk, 10) == [f"BULK-{i:04d}" for i in range(ROUND_ITEMS * 8)]
     finally:
         await worker.stop()
