@@ -192,7 +192,7 @@ async def main() -> None:
     finally:
         await asyncio.to_thread(server.stop)
     save_result(
-        "search_latency",
+        "search_latency_" + "_".join(f"{size // 1000}k" for size in args.sizes),
         {
             "command": " ".join(["python", "benchmarks/bench_search.py", *sys.argv[1:]]),
             "machine": machine(),
