@@ -150,6 +150,9 @@ def main() -> None:
     parser.add_argument("--include", action="append", default=[], help="include glob (repeatable)")
     parser.add_argument("--no-embed", action="store_true", help="run without an embedder (full-text only)")
     parser.add_argument("--wget", action="store_true", help="also time wget -r of the same site")
+    parser.add_argument(
+        "--per-host-delay-ms", type=int, default=100, help="CRAWL_PER_HOST_DELAY_MS (wget -r waits 0 by default)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers we started are stopped
     if not args.docs.is_dir():
@@ -165,6 +168,7 @@ def main() -> None:
             embedding_model=str(embedder),
             reranker_model=str(Path(data_dir) / "no-reranker"),
             crawl_allow_private=True,
+            crawl_per_host_delay_ms=args.per_host_delay_ms,
             ml_device="cpu",
         )
         request = {"max_depth": args.max_depth, "max_pages": args.max_pages, "include_patterns": args.include}
