@@ -4,13 +4,15 @@ A reranker batch holds prompts of different lengths. Left-padding them to the lo
 every linear layer and the attention also compute the padding (a third of the work for search
 candidates of varied lengths), and a padding mask keeps SDPA off its causal fast path. Packed,
 the prompts are concatenated into one row: the linear layers see exactly the real tokens as
-one tall matrix (the GEMM shape CPUs run fastest), positions restart at 0 for each prompt, and
-attention runs per prompt with `is_causal=True`, so no prompt sees another.
+one tall matrix (the GEMM shape CPUs run fastest), and attention runs per prompt, so no prompt
+sees another. Prompts that start alike (a reranker's system prompt, instruction and query are
+the same for every candidate of a search) can share that head: it sits once in the row, and
+each prompt's own tail attends to it, with positions continuing after it, exactly as if the
+prompt ran alone.
 
 This plugs into transformers' attention and mask registries under its own name, used only by
-the models we load with it: the attention function gets the prompts' (start, end) offsets as
-the `packed_segments` keyword of the model's forward, and the mask function builds no mask
-(the attention needs none).
+the models we load with it: the attention function gets the segments as the `packed_segments`
+keyword of the model's forward, and the mask function builds no mask (the attention needs none).
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ def packed_attention(
     attention_mask: Any,
     *,
     scaling: float | None = None,
-    packed_segments: list[tuple[int, int]] | None = None,
+    packed_segments: list[tuple[int, int, int, int]] | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
-    """Causal SDPA over each (start, end) prompt of a single packed row.
+    """SDPA over the segments of a single packed row.
 
+    Each segment is (context_start, context_end, start, end): the queries of [start, end) see
+    every key of the shared context [context_start, context_end) (a prompt head computed once
+    for several prompts; empty for a plain prompt) and the keys of [start, end) causally.
     query: (1, heads, tokens, head_dim); key/value: (1, kv_heads, tokens, head_dim). Returns
     (1, tokens, heads, head_dim) like transformers' own attention functions.
     """
@@ -61,15 +66,23 @@ def packed_attention(
     if query.shape[0] != 1:
         raise ValueError("packed attention takes one packed row per batch")
     tokens = query.shape[2]
-    segments = packed_segments or [(0, tokens)]
+    segments = packed_segments or [(0, 0, 0, tokens)]
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: every query head reads its kv head
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
     output = torch.empty(1, tokens, query.shape[1], value.shape[-1], dtype=query.dtype, device=query.device)
-    for start, end in segments:
-        part = scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling
-        )
-        output[:, start:end] = part.transpose(1, 2)
+    for context_start, context_end, start, end in segments:
+        own = slice(start, end)
+        if context_end == context_start:
+            part = scaled_dot_product_attention(
+                query[:, :, own], key[:, :, own], value[:, :, own], is_causal=True, scale=scaling
+            )
+        else:  # context + own as one causal prompt (the fast unmasked kernel); keep only own's rows
+            context = slice(context_start, context_end)
+            both = [torch.cat([t[:, :, context], t[:, :, own]], dim=2) for t in (query, key, value)]
+            part = scaled_dot_product_attention(*both, is_causal=True, scale=scaling)[
+                :, :, context_end - context_start :
+            ]
+        output[:, own] = part.transpose(1, 2)
     return output, None

@@ -22,7 +22,6 @@ Blocking; ml.worker runs `score` in its inference thread.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -79,36 +78,73 @@ class CausalLMReranker:
         if self._yes in (None, unknown) or self._no in (None, unknown):
             raise ValueError(f"{model_name}: tokenizer has no single 'yes'/'no' tokens; not a Qwen3 reranker")
 
-    def _prompts(self, pairs: list[tuple[str, str]]) -> list[list[int]]:
-        bodies = [format_body(q, d, self.instruction) for q, d in pairs]
-        encoded = self._tokenizer(bodies, add_special_tokens=False, truncation=True, max_length=self._body_max)
-        return [self._prefix + ids + self._suffix for ids in encoded["input_ids"]]
+    def _parts(self, pairs: list[tuple[str, str]]) -> tuple[dict[str, list[int]], list[list[int]]]:
+        """Each query's shared head (prompt up to '<Document>:') and each pair's own tail (document + suffix).
+
+        The body is cut at a pre-tokenizer boundary (': ' + document: the space starts the
+        document's first word), so head + tail are exactly the ids of the whole prompt. The
+        document is truncated so the body fits MAX_LENGTH with prefix and suffix intact.
+        """
+        tokenizer = self._tokenizer
+        heads: dict[str, list[int]] = {}
+        for query in dict.fromkeys(q for q, _ in pairs):
+            head_text = format_body(query, "", self.instruction).removesuffix(" ")
+            heads[query] = self._prefix + tokenizer.encode(head_text, add_special_tokens=False)
+        documents = tokenizer([" " + d for _, d in pairs], add_special_tokens=False)["input_ids"]
+        tails = []
+        for (query, _), ids in zip(pairs, documents, strict=True):
+            room = max(0, self._body_max - (len(heads[query]) - len(self._prefix)))
+            tails.append(ids[:room] + self._suffix)
+        return heads, tails
 
     def count_tokens(self, pairs: list[tuple[str, str]]) -> list[int]:
-        """Prompt length of each pair after truncation (what one row of a batch costs)."""
-        return [len(ids) for ids in self._prompts(pairs)]
+        """Prompt length of each pair after truncation (what the pair costs scored alone)."""
+        heads, tails = self._parts(pairs)
+        return [len(heads[q]) + len(tail) for (q, _), tail in zip(pairs, tails, strict=True)]
+
+    def shared_lengths(self, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
+        """(head length shared by the pairs of its query, own tail length) of each pair: the cost model of `score`."""
+        heads, tails = self._parts(pairs)
+        return [(len(heads[q]), len(tail)) for (q, _), tail in zip(pairs, tails, strict=True)]
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         """P(yes) for each pair, in input order, from one forward pass over the packed prompts.
 
-        The prompts are concatenated into one row (ml.packed: no padding, positions restart per
-        prompt, causal attention within each prompt), no KV cache is kept, and only the logits
-        of each prompt's last position are computed.
+        One row holds, per distinct query, its prompt head once followed by the tails of its
+        pairs (ml.packed): a tail attends to its head and causally to itself, so each pair's
+        last position sees exactly its own full prompt, while the head's tokens (system prompt,
+        instruction and query, a third of a typical pair) are computed once per batch instead of
+        once per pair. No padding, no KV cache, and only each tail's last logits are computed.
         """
         import torch
 
-        prompts = self._prompts(pairs)
-        ends = list(itertools.accumulate(len(ids) for ids in prompts))
+        heads, tails = self._parts(pairs)
+        row: list[int] = []
+        positions: list[int] = []
+        segments: list[tuple[int, int, int, int]] = []
+        last = [0] * len(pairs)
+        for query, head in heads.items():
+            head_start = len(row)
+            row += head
+            positions += range(len(head))
+            segments.append((head_start, head_start, head_start, len(row)))
+            head_end = len(row)
+            for index, (pair_query, _) in enumerate(pairs):
+                if pair_query != query:
+                    continue
+                start = len(row)
+                row += tails[index]
+                positions += range(len(head), len(head) + len(tails[index]))
+                segments.append((head_start, head_end, start, len(row)))
+                last[index] = len(row) - 1
         device = self.placement.device
-        input_ids = torch.tensor([[token for ids in prompts for token in ids]], device=device)
-        positions = torch.tensor([[i for ids in prompts for i in range(len(ids))]], device=device)
         with torch.inference_mode():
             logits = self._model(
-                input_ids=input_ids,
-                position_ids=positions,
-                logits_to_keep=torch.tensor([end - 1 for end in ends], device=device),
+                input_ids=torch.tensor([row], device=device),
+                position_ids=torch.tensor([positions], device=device),
+                logits_to_keep=torch.tensor(last, device=device),
                 use_cache=False,
-                packed_segments=list(zip([0, *ends[:-1]], ends, strict=True)),
+                packed_segments=segments,
             ).logits[0]
             no_yes = torch.stack([logits[:, self._no], logits[:, self._yes]], dim=1).float()
             return torch.softmax(no_yes, dim=1)[:, 1].cpu().tolist()
