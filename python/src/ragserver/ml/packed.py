@@ -65,8 +65,10 @@ def packed_attention(
 
     if query.shape[0] != 1:
         raise ValueError("packed attention takes one packed row per batch")
+    if not packed_segments:  # never guess: one causal prompt over the row would let prompts see each other
+        raise ValueError("packed attention needs packed_segments from the model's forward call")
     tokens = query.shape[2]
-    segments = packed_segments or [(0, 0, 0, tokens)]
+    segments = packed_segments
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: every query head reads its kv head
         key = key.repeat_interleave(groups, dim=1)
