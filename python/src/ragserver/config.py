@@ -49,7 +49,7 @@ class Settings:
     code_example_min_chars: int = _setting(300, "Code blocks at least this long are also stored as code examples.")
     ingest_batch_size: int = _setting(32, "Documents per ingest batch (memory stays bounded by this).")
     ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
-    ml_max_batch_tokens: int = _setting(16384, "Token budget per inference batch in the ML worker.")
+    ml_max_batch_tokens: int = _setting(16384, "Tokens per inference batch (at most 2048 on CPU, for cache).")
     ml_queue_size: int = _setting(256, "Pending ML requests before the API answers 429.")
     ml_user_base: Path = _setting(
         Path.home() / ".local", "ML env root in the server (pip --user base, /root/.local in Docker); has ml-env.json."
