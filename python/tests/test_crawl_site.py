@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.site_fixtures import FixtureSite, Route, crawl, crawl_settings, docs_site, page
+from support.site_fixtures import REACHABLE_PATHS, FixtureSite, Route, crawl, crawl_settings, docs_site, page
 
 from ragserver.crawl.fetch import Fetcher, SkippedPage
 from ragserver.errors import CrawlError, TargetRefused
@@ -28,22 +28,7 @@ def site():
 async def test_site_crawl_stores_each_reachable_page_once(site: FixtureSite, tmp_path: Path) -> None:
     docs, crawler = await crawl(crawl_settings(tmp_path), site.url("/"), max_depth=2)
     urls = sorted(d.url for d in docs)
-    expected = sorted(
-        site.url(p)
-        for p in [
-            "/",
-            "/docs/intro.html",
-            "/docs/deep/level2.html",
-            "/docs/guide",
-            "/docs/api.html?a=1&b=2",
-            "/docs/redirected.html",
-            "/busy.html",
-            "/only-in-sitemap.html",
-            "/from-gz-sitemap.html",
-            "/llms.txt",
-            "/llms-linked.html",
-        ]
-    )
+    expected = sorted(site.url(p) for p in REACHABLE_PATHS)
     assert urls == expected
     by_url = {d.url: d for d in docs}
     intro = by_url[site.url("/docs/intro.html")]

@@ -145,6 +145,22 @@ def _urlset(paths: list[str]) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>'
 
 
+# Every page of docs_site() a crawl from "/" with max_depth=2 must store, once each (canonical paths).
+REACHABLE_PATHS = [
+    "/",
+    "/docs/intro.html",
+    "/docs/deep/level2.html",
+    "/docs/guide",
+    "/docs/api.html?a=1&b=2",
+    "/docs/redirected.html",
+    "/busy.html",
+    "/only-in-sitemap.html",
+    "/from-gz-sitemap.html",
+    "/llms.txt",
+    "/llms-linked.html",
+]
+
+
 def docs_site() -> FixtureSite:
     """The standard crawl-test site (see the module docstring); use it as a context manager."""
     code = "<pre><code>def hello(name):\n    return f'hello {name}'\n\nprint(hello('crawler'))</code></pre>"
