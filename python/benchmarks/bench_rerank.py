@@ -59,7 +59,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness import SCIFACT, Stack, minilm_path, product_stack, read_jsonl, save_result
+from harness import SCIFACT, Stack, product_stack, read_jsonl, save_result
 
 from ragserver.ingest.files import path_source_id
 from ragserver.ml.reranker import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
@@ -68,7 +68,7 @@ from ragserver.ml.worker import plan_batches
 from ragserver.search.service import SearchService
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.models import build_full_reranker
+from support.models import build_full_reranker, build_minilm_size_cross_encoder
 
 CORPUS_DOCS = 300  # SciFact documents ingested besides the relevant ones of the chosen queries
 GEMM_SIZES = (2048, 4096)
@@ -104,29 +104,11 @@ def full_reranker(models: Path) -> Path:
 
 
 def minilm_cross_encoder(models: Path) -> Path:
-    """A MiniLM-L6-size BertForSequenceClassification (1 label, random weights), built once."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
+    """The MiniLM-L6-size cross-encoder (random weights), built once."""
     path = models / "minilm-l6-size-cross-encoder"
     if (path / "config.json").is_file():
         return path
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        max_position_embeddings=512,
-        num_labels=1,
-    )
-    config.architectures = ["BertForSequenceClassification"]
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).eval().save_pretrained(str(path))
-    tokenizer.model_max_length = 512
-    tokenizer.save_pretrained(str(path))
-    return path
+    return build_minilm_size_cross_encoder(path)
 
 
 # -- FLOPs ----------------------------------------------------------------------------------

@@ -170,8 +170,17 @@ def build_full_reranker(path: Path | str, *, corpus: Path = SCIFACT) -> Path:
     )
 
 
-def build_tiny_cross_encoder(path: Path | str, *, seed: int = 0) -> Path:
-    """A tiny BertForSequenceClassification (1 label) with MiniLM's WordPiece tokenizer."""
+def build_tiny_cross_encoder(
+    path: Path | str,
+    *,
+    layers: int = 2,
+    hidden: int = 32,
+    heads: int = 2,
+    intermediate: int = 64,
+    init_std: float = 0.2,
+    seed: int = 0,
+) -> Path:
+    """A BertForSequenceClassification (1 label, random weights) with MiniLM's WordPiece tokenizer."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -179,19 +188,25 @@ def build_tiny_cross_encoder(path: Path | str, *, seed: int = 0) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
         max_position_embeddings=512,
         num_labels=1,
-        initializer_range=0.2,
+        initializer_range=init_std,
     )
     config.architectures = ["BertForSequenceClassification"]
     torch.manual_seed(seed)
     BertForSequenceClassification(config).eval().save_pretrained(str(path))
+    tokenizer.model_max_length = 512
     tokenizer.save_pretrained(str(path))
     return path
+
+
+def build_minilm_size_cross_encoder(path: Path | str) -> Path:
+    """The benchmark recipe of a classic cross-encoder: MiniLM-L6's shape (6 x 384, 12 heads), random weights."""
+    return build_tiny_cross_encoder(path, layers=6, hidden=384, heads=12, intermediate=1536, init_std=0.02)
 
 
 def copy_minilm(out: Path | str) -> Path:
