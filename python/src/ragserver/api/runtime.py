@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
@@ -92,6 +93,8 @@ class Runtime:
             if task is not self._store_task or self._may_abandon_store_open():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if "ingest" in self.services:
+            self.services["ingest"].close()
         await self.ml.stop()
         self.ready.clear()
 
@@ -153,8 +156,10 @@ class Runtime:
         self.ready.set()
 
     async def _after_start(self) -> None:
-        """Once store and embedder are up, a server embeds the chunks stored without vectors."""
+        """Once store and models are up: freeze the start-up heap, then (a server) embed the
+        chunks stored without vectors."""
         await self.wait_ready()
+        freeze_startup_heap()
         if self.server and self.ml.embedder_ready:
             self.services["ingest"].schedule_reembed()
 
@@ -163,6 +168,18 @@ class Runtime:
         for secret in configured_secrets(self.settings):
             text = text.replace(secret, MASK)
         return text
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up allocated (torch, transformers, the models, crawl4ai: ~560k objects) out
+    of the cyclic garbage collector's sight.
+
+    A full collection walks every tracked object and stops the event loop meanwhile: 270 ms with
+    the models loaded, which showed as event-loop lag spikes of ~300 ms under load. Frozen
+    objects are never scanned again (nor freed: they live as long as the process anyway).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_services(store: Any, ml: MLService, settings: Settings, tracker: ProgressTracker) -> dict[str, Any]:

@@ -7,7 +7,9 @@ nothing is written into the user's home.
 
 The conversion is pure-Python CPU work (~40 ms a page of the Python docs), so threads would
 serialize on the GIL: `Converter` runs it in a pool of worker processes (one per core by default,
-CRAWL_CONVERT_WORKERS), started on the first page and kept for the life of the server.
+CRAWL_CONVERT_WORKERS), started on the first page and kept for the life of the server. The
+workers run at bulk priority (BULK_NICE, lowpriority.py), so searches and the event loop go
+first when the cores are busy.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import asyncio
 import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from ragserver.lowpriority import bulk_executor, lower_current_thread
 
 # Sphinx/MkDocs heading permalinks ("[¶](url#anchor)") add noise to every heading and chunk.
 PERMALINK = re.compile(r"\[[¶#§]\]\([^)]*\)")
@@ -39,6 +43,12 @@ def prepare_crawl4ai(data_dir: Path) -> None:
     """Keep crawl4ai's import-time folder and banner out of the user's home and logs."""
     os.environ.setdefault("CRAWL4_AI_BASE_DIRECTORY", str(Path(data_dir).resolve()))
     os.environ.setdefault("CRAWL4AI_NO_CLOUD_NOTICE", "1")
+
+
+def _start_worker(data_dir: Path, nice: int) -> None:
+    """Initializer of a conversion process: crawl4ai's folder, bulk priority."""
+    prepare_crawl4ai(data_dir)
+    lower_current_thread(nice)
 
 
 @cache
@@ -61,24 +71,25 @@ def convert(url: str, html: str) -> Converted:
 
 
 class Converter:
-    """`convert` off the event loop: in worker processes, or in a thread when workers == 1."""
+    """`convert` off the event loop: in worker processes, or in one thread when workers == 1."""
 
-    def __init__(self, data_dir: Path, workers: int) -> None:
+    def __init__(self, data_dir: Path, workers: int, nice: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.workers = workers if workers > 0 else (os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
+        self.nice = nice
+        self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
 
     async def convert(self, url: str, html: str) -> Converted:
         """Title, markdown and links of one page."""
-        if self.workers == 1:
-            return await asyncio.to_thread(convert, url, html)
-        if self._pool is None:
+        if self._pool is None and self.workers == 1:
+            self._pool = bulk_executor("convert", self.nice)
+        elif self._pool is None:
             # spawn, not fork: the server has threads (ML worker, DB pool) that fork would copy mid-state
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=prepare_crawl4ai,
-                initargs=(self.data_dir,),
+                initializer=_start_worker,
+                initargs=(self.data_dir, self.nice),
             )
         return await asyncio.get_running_loop().run_in_executor(self._pool, convert, url, html)
 

@@ -66,7 +66,7 @@ class CrawlService:
         self.settings = settings
         self.progress = progress
         self.guard = Guard(settings)
-        self.converter = Converter(settings.data_dir, settings.crawl_convert_workers)
+        self.converter = Converter(settings.data_dir, settings.crawl_convert_workers, settings.bulk_nice)
         self._tasks: set[asyncio.Task] = set()
         self._running: dict[str, Operation] = {}  # source_id -> the crawl now writing it
 

@@ -3,7 +3,8 @@
 Every ingest is a new generation of its source (store.begin_run ... commit_run): until the
 commit, searches keep seeing the previous content, and a failure or a cancel drops only the new
 rows. Documents stream through in batches of INGEST_BATCH_SIZE, so memory stays flat however
-large the corpus; parsing and chunking run in worker threads, embedding in the ML worker.
+large the corpus; parsing and chunking run in worker threads of low OS priority (lowpriority.py:
+searches and the event loop go first), embedding in the ML worker's bulk lane.
 
 Operations: whoever starts an operation ends it. `ingest_documents` only reports steps and
 counts on the operation it is given (the crawl service finishes its own with crawl stats);
@@ -37,6 +38,7 @@ from ragserver.ingest.files import (
 )
 from ragserver.ingest.formats import detect_format, storable_text
 from ragserver.ingest.parse import parse_bytes
+from ragserver.lowpriority import bulk_executor
 from ragserver.progress import Operation, OperationCancelled, ProgressTracker
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,16 @@ class IngestService:
         self._tasks: set[asyncio.Task] = set()
         self._spaces: set[tuple[str, int]] = set()
         self._reembed_lock = asyncio.Lock()
+        # parsing and chunking; two threads so the next batch is prepared while one is stored
+        self._cpu = bulk_executor("ingest", settings.bulk_nice, workers=2)
+
+    def close(self) -> None:
+        """Let the parsing threads go (at shutdown, after the background operations ended)."""
+        self._cpu.shutdown(wait=False, cancel_futures=True)
+
+    async def _off_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run CPU work (parsing, chunking, reading files) in a low-priority thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, function, *args)
 
     @property
     def max_tokens(self) -> int:
@@ -115,14 +127,15 @@ class IngestService:
         The overlap keeps the CPU (parsing, tokenizing) and the embedder busy at the same time;
         at most two batches are in memory.
         """
-        async with contextlib.aclosing(_batches(documents, self.settings.ingest_batch_size, op)) as batches:
+        size = self.settings.ingest_batch_size
+        async with contextlib.aclosing(_batches(documents, size, op, self._off_loop)) as batches:
 
             async def prepare() -> deque[_Prepared] | None:
                 batch = await anext(batches, None)
                 if batch is None:
                     return None
                 op.update(step="chunking")
-                return deque(await asyncio.to_thread(self._chunk_batch, batch, extract_code))
+                return deque(await self._off_loop(self._chunk_batch, batch, extract_code))
 
             upcoming = asyncio.ensure_future(prepare())
             try:
@@ -207,10 +220,10 @@ class IngestService:
         """ml.embed, waiting a little when its queue is full (searches have priority over ingest)."""
         for delay in BUSY_RETRY_DELAYS_S:
             try:
-                return await self.ml.embed(texts)
+                return await self.ml.embed(texts, bulk=True)
             except Busy:
                 await asyncio.sleep(delay)
-        return await self.ml.embed(texts)
+        return await self.ml.embed(texts, bulk=True)
 
     async def _ensure_space(self, model: str, dimension: int | None) -> None:
         if dimension is None:
@@ -263,7 +276,7 @@ class IngestService:
         op = self.progress.start("upload", message=f"ingesting {name}")
 
         async def work() -> dict[str, Any]:
-            documents = await asyncio.to_thread(parse_bytes, data, name, content_type)
+            documents = await self._off_loop(parse_bytes, data, name, content_type)
             return await self.ingest_documents(source, documents, op, "upload")
 
         self._spawn(_owned(op, work(), f"ingested {name}"))
@@ -302,7 +315,7 @@ class IngestService:
             return await _owned(
                 op, self.ingest_documents(source, file_documents(resolved, path.name), op, "ingest"), f"ingested {path}"
             )
-        total = await asyncio.to_thread(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
+        total = await self._off_loop(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
         return await _owned(op, self._ingest_folder(source, resolved, op, total), f"ingested {path}")
 
     async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation, total: int) -> dict[str, Any]:
@@ -383,8 +396,10 @@ async def _owned(op: Operation, work: Awaitable[dict[str, Any]], done: str) -> d
     return result
 
 
-async def _batches(documents: Documents, size: int, op: Operation) -> AsyncIterator[list[Document]]:
-    """Lists of at most `size` documents, pulled lazily; sync sources are read in a worker thread."""
+async def _batches(
+    documents: Documents, size: int, op: Operation, off_loop: Callable[..., Awaitable[Any]]
+) -> AsyncIterator[list[Document]]:
+    """Lists of at most `size` documents, pulled lazily; sync sources are read through `off_loop`."""
     size = max(1, size)
     if isinstance(documents, AsyncIterable):
         batch: list[Document] = []
@@ -400,7 +415,7 @@ async def _batches(documents: Documents, size: int, op: Operation) -> AsyncItera
     iterator = iter(documents)
     while True:
         op.update(step="parsing")
-        batch = await asyncio.to_thread(lambda: list(islice(iterator, size)))
+        batch = await off_loop(lambda: list(islice(iterator, size)))
         if not batch:
             return
         yield batch

@@ -89,6 +89,29 @@ class Placement:
         return min(configured, CPU_BATCH_TOKENS) if self.device == "cpu" else configured
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. docker --cpuset-cpus)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_cpu_threads(setting: int) -> int:
+    """Set torch's intra-op threads to ML_THREADS, or to half the usable cores when it is 0.
+
+    The embedder and the reranker each run forward passes in a thread of their own, and torch
+    gives each of them a team of this many threads: with the default of one per core, two
+    models on a 2-core machine ran four busy threads, and the event loop waited its turn behind
+    them (RELIABILITY.md, section 3). Returns the number in effect.
+    """
+    import torch
+
+    threads = setting if setting > 0 else max(1, usable_cores() // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def choose_placement(setting: str) -> Placement:
     """Resolve ML_DEVICE (auto|cpu|cuda): CPU runs float32; CUDA runs bf16 where supported, else fp16."""
     import torch
