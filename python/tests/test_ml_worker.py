@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from ragserver.errors import Busy, MLError, Unavailable
+from ragserver.lowpriority import bulk_executor
 from ragserver.ml.worker import ROUND_ITEMS, BatchWorker, plan_batches
 
 
@@ -165,5 +166,67 @@ async def test_a_small_request_overtakes_a_bulk_backlog() -> None:
         assert not bulk.done()  # the query finished first
         assert len(calls) <= 3, len(calls)  # the round that was running, then the query's own
         assert await asyncio.wait_for(bulk, 10) == [f"BULK-{i:04d}" for i in range(ROUND_ITEMS * 8)]
+    finally:
+        await worker.stop()
+
+
+async def test_bulk_rounds_run_at_low_priority_and_step_aside_mid_round() -> None:
+    """A bulk round runs in the low-priority thread and stops between batches for a query."""
+    calls: list[tuple[str, list[str]]] = []
+    query_arrived = threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        calls.append((threading.current_thread().name, list(items)))
+        if len(calls) == 1:
+            query_arrived.wait(10)  # hold the first bulk batch until the query is queued
+        return [item.upper() for item in items]
+
+    # one item per batch: a bulk round of ROUND_ITEMS items has ROUND_ITEMS batches
+    worker = BatchWorker(
+        "t", run, lengths_of, max_batch_tokens=8, queue_size=16, bulk_executor=bulk_executor("t-bulk", nice=5)
+    )
+    worker.start()
+    try:
+        texts = [f"b{i:06d}" for i in range(ROUND_ITEMS)]
+        bulk = asyncio.ensure_future(worker.submit(texts, bulk=True))
+        while not calls:
+            await asyncio.sleep(0.005)
+        query = asyncio.ensure_future(worker.submit(["q"]))
+        await asyncio.sleep(0.05)
+        query_arrived.set()
+        assert await asyncio.wait_for(query, 10) == ["Q"]
+        assert not bulk.done()  # the bulk round stepped aside after its first batch
+        query_at = next(i for i, (_, items) in enumerate(calls) if items == ["q"])
+        assert query_at == 1, [items for _, items in calls]
+        assert await asyncio.wait_for(bulk, 10) == [text.upper() for text in texts]
+        bulk_threads = {name for name, items in calls if items != ["q"]}
+        assert {name.split("_")[0] for name in bulk_threads} == {"t-bulk"}
+        assert calls[query_at][0].startswith("ml-t")  # the query ran in the normal thread
+    finally:
+        await worker.stop()
+
+
+async def test_interactive_requests_go_before_queued_bulk_work() -> None:
+    """Rerank-sized interactive requests are not small, yet they still go ahead of bulk ones."""
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        gate.wait(10)
+        calls.append(list(items))
+        return [item.upper() for item in items]
+
+    worker = BatchWorker("t", run, lengths_of, max_batch_tokens=10_000, queue_size=16)
+    worker.start()
+    try:
+        first = asyncio.ensure_future(worker.submit(["first"], bulk=True))
+        await asyncio.sleep(0.05)  # the worker is now inside the first round, waiting on the gate
+        bulk = asyncio.ensure_future(worker.submit([f"bulk{i}" for i in range(10)], bulk=True))
+        rerank = asyncio.ensure_future(worker.submit([f"cand{i}" for i in range(10)]))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(first, bulk, rerank), 10)
+        order = [item for batch in calls for item in batch]
+        assert order.index("cand0") < order.index("bulk0")
     finally:
         await worker.stop()

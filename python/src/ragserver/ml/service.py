@@ -16,9 +16,10 @@ from typing import Any
 
 from ragserver.config import Settings
 from ragserver.errors import Unavailable
+from ragserver.lowpriority import bulk_executor
 from ragserver.ml.contracts import Embedder, Reranker
 from ragserver.ml.embedder import SentenceTransformerEmbedder
-from ragserver.ml.loading import Placement, choose_placement, resolve_model_path
+from ragserver.ml.loading import Placement, choose_placement, limit_cpu_threads, resolve_model_path
 from ragserver.ml.probe import EnvStatus, probe_env
 from ragserver.ml.reranker import load_reranker
 from ragserver.ml.worker import BatchWorker
@@ -52,6 +53,7 @@ class MLService:
         self._embedder: SentenceTransformerEmbedder | None = None
         self._reranker: Any = None
         self._placement: Placement | None = None
+        self._cpu_threads: int | None = None
         self._embed_state = {"state": "not_started", "reason": None}
         self._rerank_state = {"state": "not_started", "reason": None}
         self._embed_worker: BatchWorker[str, list[float]] | None = None
@@ -67,6 +69,7 @@ class MLService:
             return
         try:
             self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
+            self._cpu_threads = await asyncio.to_thread(limit_cpu_threads, self.settings.ml_threads)
         except Unavailable as exc:
             self._embed_state = {"state": "failed", "reason": exc.message}
             self._rerank_state = dict(self._embed_state)
@@ -85,6 +88,7 @@ class MLService:
                 lambda texts: [min(n, limit) for n in embedder.count_tokens(texts)],
                 max_batch_tokens=budget,
                 queue_size=queue,
+                bulk_executor=bulk_executor("ml-embedder-bulk", self.settings.bulk_nice),
             )
             self._embed_worker.start()
         if self._reranker is not None:
@@ -170,15 +174,19 @@ class MLService:
         }
         return {
             "env": env,
+            "cpu_threads": self._cpu_threads,  # torch threads per forward pass (ML_THREADS)
             "embedder": {**embedder, "device": device if self._embedder else None},
             "reranker": {**reranker, "device": device if self._reranker else None},
         }
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        """Unit-length embeddings of `texts`; Unavailable when not ready, Busy when the queue is full."""
+    async def embed(self, texts: list[str], *, bulk: bool = False) -> list[list[float]]:
+        """Unit-length embeddings of `texts`; Unavailable when not ready, Busy when the queue is full.
+
+        `bulk` (ingest, re-embed) yields to searches and runs at low priority.
+        """
         if self._embed_worker is None:
             raise Unavailable(f"embedder not ready: {self._embed_state['reason']}", details=self._fix())
-        return await self._embed_worker.submit(list(texts))
+        return await self._embed_worker.submit(list(texts), bulk=bulk)
 
     async def rerank(self, query: str, documents: list[str]) -> list[float]:
         """Relevance in [0, 1] of each document to `query`, in input order."""

@@ -2,20 +2,27 @@
 
 Requests from the event loop land in a bounded queue (full -> Busy, the API's 429). One
 asyncio task takes everything pending into a backlog and runs it in rounds of at most
-ROUND_ITEMS items, small requests first, so an interactive query never waits behind a whole bulk
-job; one inference thread measures a round's items, sorts them by length and cuts
-token-budgeted batches (rows x longest row <= max_batch_tokens), so short queries are not
-padded to the length of long chunks. Each batch's results are handed to
-the loop as soon as the batch is done; a request's future resolves when all of its items have
-a result. A failed batch fails exactly the requests that had items in it (set_exception with
-MLError) instead of leaving them hanging, and stop() fails whatever is still pending.
+ROUND_ITEMS items in priority order: small interactive requests (a search's query) first, then
+other interactive ones (rerank candidates), then bulk requests (ingest), first come first
+served within each class. One inference thread measures a round's items, sorts them by length
+and cuts token-budgeted batches (rows x longest row <= max_batch_tokens), so short queries are
+not padded to the length of long chunks. A round of bulk requests only runs in a thread of
+lower OS priority (lowpriority.py) and stops between two batches as soon as an interactive
+request arrives; its remaining items go back to the backlog, behind the newcomer.
+
+Each batch's results are handed to the loop as soon as the batch is done; a request's future
+resolves when all of its items have a result. A failed batch fails exactly the requests that
+had items in it (set_exception with MLError) instead of leaving them hanging, and stop() fails
+whatever is still pending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,12 +48,20 @@ class _Request(Generic[Item, Result]):
 
     items: Sequence[Item]
     future: asyncio.Future
+    bulk: bool = False
     results: list[Any] = field(default_factory=list)
     missing: int = 0
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
         self.missing = len(self.items)
+
+    @property
+    def rank(self) -> int:
+        """Scheduling class: 0 small interactive, 1 other interactive, 2 bulk."""
+        if self.bulk:
+            return 2
+        return 0 if len(self.items) <= SMALL_REQUEST_ITEMS else 1
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -72,7 +87,8 @@ class BatchWorker(Generic[Item, Result]):
     """Batches items of concurrent requests for one model.
 
     `run_batch(items) -> results` runs one forward pass; `measure(items) -> token counts` sizes
-    them. Both are blocking and only ever called from this worker's single inference thread.
+    them. Both are blocking and called from one inference thread at a time: rounds never
+    overlap, bulk rounds just run in `bulk_executor` (a low-priority thread) when one is given.
     """
 
     def __init__(
@@ -83,6 +99,7 @@ class BatchWorker(Generic[Item, Result]):
         *,
         max_batch_tokens: int,
         queue_size: int,
+        bulk_executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
         self._run_batch = run_batch
@@ -90,6 +107,8 @@ class BatchWorker(Generic[Item, Result]):
         self._max_batch_tokens = max(1, max_batch_tokens)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max(1, queue_size))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{name}")
+        self._bulk_executor = bulk_executor or self._executor
+        self._interactive_waiting = threading.Event()  # tells a running bulk round to step aside
         self._task: asyncio.Task | None = None
         self._in_flight: list[_Request] = []
         self.batches_run = 0  # forward passes so far (observability and tests)
@@ -99,17 +118,22 @@ class BatchWorker(Generic[Item, Result]):
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"ml-worker-{self.name}")
 
-    async def submit(self, items: Sequence[Item]) -> list[Result]:
-        """Results for `items`, in order, computed in shared batches. Busy when the queue is full."""
+    async def submit(self, items: Sequence[Item], *, bulk: bool = False) -> list[Result]:
+        """Results for `items`, in order, computed in shared batches. Busy when the queue is full.
+
+        `bulk` work (ingest) yields to everything else and runs at low priority.
+        """
         if self._task is None or self._task.done():
             raise Unavailable(f"the {self.name} worker is not running")
         if not items:
             return []
-        request: _Request = _Request(items, asyncio.get_running_loop().create_future())
+        request: _Request = _Request(items, asyncio.get_running_loop().create_future(), bulk)
         try:
             self._queue.put_nowait(request)
         except asyncio.QueueFull:
             raise Busy(f"the {self.name} queue is full; retry later") from None
+        if not bulk:
+            self._interactive_waiting.set()
         return await request.future
 
     async def stop(self) -> None:
@@ -125,25 +149,31 @@ class BatchWorker(Generic[Item, Result]):
         for request in self._in_flight:
             _fail(request, stopped)
         self._in_flight = []
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in {self._executor, self._bulk_executor}:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         backlog: list[tuple[_Request, int]] = []  # items taken from the queue, not yet run
         while True:
             fresh = [] if backlog else [await self._queue.get()]
+            self._interactive_waiting.clear()  # set again by any interactive request from here on
             while not self._queue.empty():
                 fresh.append(self._queue.get_nowait())
             backlog = _admit(fresh, backlog)
-            refs, backlog = backlog[:ROUND_ITEMS], backlog[ROUND_ITEMS:]
+            refs, backlog = _next_round(backlog)
             self._in_flight = list(dict.fromkeys(request for request, _ in refs + backlog))
             if not refs:
                 continue
+            bulk = refs[0][0].bulk
             try:
-                await loop.run_in_executor(self._executor, self._run_round, loop, refs)
+                executor = self._bulk_executor if bulk else self._executor
+                unrun = await loop.run_in_executor(executor, self._run_round, loop, refs, bulk)
             except Exception as exc:  # measuring failed: no batch ran, so fail the whole round
                 for request in dict.fromkeys(request for request, _ in refs):
                     _fail(request, _as_ml_error(self.name, exc))
+            else:
+                backlog = unrun + backlog
             # Deliveries were queued on the loop before the round's own completion, so every
             # request with no items left in the backlog is settled by now; this is the guarantee
             # that none can hang regardless.
@@ -153,11 +183,20 @@ class BatchWorker(Generic[Item, Result]):
                     _fail(request, MLError(f"{self.name}: no result was produced for this request"))
             self._in_flight = list(dict.fromkeys(request for request, _ in backlog))
 
-    def _run_round(self, loop: asyncio.AbstractEventLoop, refs: list[tuple[_Request, int]]) -> None:
-        """Inference thread: size, sort, batch, run; each batch's outcome goes back to the loop."""
+    def _run_round(
+        self, loop: asyncio.AbstractEventLoop, refs: list[tuple[_Request, int]], yielding: bool
+    ) -> list[tuple[_Request, int]]:
+        """Inference thread: size, sort, batch, run; each batch's outcome goes back to the loop.
+
+        A `yielding` (bulk) round stops before its next batch once an interactive request is
+        waiting and returns the items it did not run.
+        """
         items = [request.items[i] for request, i in refs]
         lengths = self._measure(items)
-        for batch in plan_batches(lengths, self._max_batch_tokens):
+        batches = plan_batches(lengths, self._max_batch_tokens)
+        for number, batch in enumerate(batches):
+            if yielding and self._interactive_waiting.is_set():
+                return [refs[i] for rest in batches[number:] for i in rest]
             batch_refs = [refs[i] for i in batch]
             if all(request.future.done() for request, _ in batch_refs):
                 continue  # every owner already failed or gave up
@@ -171,16 +210,26 @@ class BatchWorker(Generic[Item, Result]):
             try:
                 loop.call_soon_threadsafe(_deliver, batch_refs, outcome)
             except RuntimeError:  # the loop closed under us (shutdown): nobody is waiting any more
-                return
+                return []
+        return []
 
 
 def _admit(fresh: list[_Request], backlog: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
-    """The next items to run: small new requests (a search's query) ahead of what is waiting,
-    larger ones (ingest, rerank candidates) behind it, first come first served; callers that
-    gave up are dropped."""
-    small = [(r, i) for r in fresh if len(r.items) <= SMALL_REQUEST_ITEMS for i in range(len(r.items))]
-    large = [(r, i) for r in fresh if len(r.items) > SMALL_REQUEST_ITEMS for i in range(len(r.items))]
-    return [(r, i) for r, i in small + backlog + large if not r.future.done()]
+    """The backlog with the new requests' items merged in by rank (Request.rank), first come
+    first served within a rank; callers that gave up are dropped. The backlog is kept in rank
+    order, so this is a linear merge."""
+    arrived = sorted(((r, i) for r in fresh for i in range(len(r.items))), key=lambda ref: ref[0].rank)
+    merged = heapq.merge(backlog, arrived, key=lambda ref: ref[0].rank)  # ties: the backlog first
+    return [(r, i) for r, i in merged if not r.future.done()]
+
+
+def _next_round(backlog: list[tuple[_Request, int]]) -> tuple[list[tuple[_Request, int]], list[tuple[_Request, int]]]:
+    """(this round, the rest): up to ROUND_ITEMS items from the head, all interactive or all bulk
+    (bulk items form the tail of the backlog, so a round never carries both)."""
+    size = 0
+    while size < min(len(backlog), ROUND_ITEMS) and backlog[size][0].bulk == backlog[0][0].bulk:
+        size += 1
+    return backlog[:size], backlog[size:]
 
 
 def _deliver(batch_refs: list[tuple[_Request, int]], outcome: list[Any] | BaseException) -> None:
