@@ -1,9 +1,12 @@
 """Long operations: their state, cancellation, and fan-out to listeners (Socket.IO) and polling.
 
 Every ingest, crawl or re-embed gets an Operation with an id. Services update it; the tracker
-keeps the latest state (for `GET /api/progress/{id}` with an ETag) and pushes each change to the
-registered listeners (the Socket.IO room of that id). Cancellation is cooperative: the service
-calls `raise_if_cancelled()` between units of work.
+keeps the latest state (for `GET /api/progress/{id}` with an ETag) and pushes changes to the
+registered listeners (the Socket.IO room of that id). Pushes are coalesced: a change of status
+goes out at once, counter updates at most every PUBLISH_INTERVAL_S per operation, always ending
+with the latest state; an ingest updates its counters per document, and each push is a
+websocket send to every subscriber, all on the event loop. Cancellation is cooperative: the
+service calls `raise_if_cancelled()` between units of work.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ Listener = Callable[[dict[str, Any]], Awaitable[None]]
 ACTIVE = {"starting", "running", "cancelling"}
 FINAL = {"completed", "failed", "cancelled"}
 KEEP_FINISHED = 200
+PUBLISH_INTERVAL_S = 0.25  # at most 4 pushes a second per operation (status changes go at once)
 
 
 class OperationCancelled(RagServerError):
@@ -159,6 +163,8 @@ class ProgressTracker:
         self._operations: dict[str, Operation] = {}
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task] = set()
+        self._pushed: dict[str, tuple[float, str, float]] = {}  # id -> (monotonic, status, updated_at) pushed
+        self._held: set[str] = set()  # ids with a push scheduled for later
 
     def start(self, kind: str, *, message: str = "", operation_id: str | None = None) -> Operation:
         """Create and register a new operation of the given kind (upload, crawl, ingest, reembed)."""
@@ -189,13 +195,33 @@ class ProgressTracker:
         self._listeners.append(listener)
 
     def publish(self, op: Operation) -> None:
-        """Send the operation's snapshot to every listener without blocking the caller."""
+        """Push the operation's state to every listener without blocking the caller.
+
+        A new status goes out at once; other changes within PUBLISH_INTERVAL_S of the last push
+        are held and go out together, as the latest state, when the interval has passed.
+        """
         if not self._listeners:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        pushed = self._pushed.get(op.id)
+        wait = 0.0 if pushed is None or pushed[1] != op.status else pushed[0] + PUBLISH_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self._push(loop, op)
+        elif op.id not in self._held:
+            self._held.add(op.id)
+            loop.call_later(wait, self._push_held, loop, op)
+
+    def _push_held(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
+        self._held.discard(op.id)
+        pushed = self._pushed.get(op.id)
+        if pushed is None or pushed[2] != op.updated_at:  # not already pushed by a status change
+            self._push(loop, op)
+
+    def _push(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
+        self._pushed[op.id] = (time.monotonic(), op.status, op.updated_at)
         snapshot = op.snapshot()
         for listener in self._listeners:
             task = loop.create_task(self._deliver(listener, snapshot))
@@ -232,3 +258,4 @@ class ProgressTracker:
         finished.sort(key=lambda o: o.updated_at)
         for op in finished[: len(finished) - KEEP_FINISHED]:
             del self._operations[op.id]
+            self._pushed.pop(op.id, None)
