@@ -72,6 +72,9 @@ def test_url_kind_and_scope() -> None:
         ("::ffff:127.0.0.1", "loopback"),
         ("::ffff:10.0.0.1", "private"),
         ("2002:7f00:1::", "loopback"),  # 6to4 wrapping 127.0.0.1
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64 to 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "metadata"),  # NAT64 to 169.254.169.254
+        ("64:ff9b::10.0.0.1", "private"),
     ],
 )
 def test_guard_refuses_non_public_addresses(address: str, reason: str) -> None:
@@ -82,6 +85,7 @@ def test_guard_refuses_non_public_addresses(address: str, reason: str) -> None:
 def test_guard_allows_public_addresses_and_the_settings_lift_it() -> None:
     assert Guard(Settings()).address_refusal("93.184.216.34") is None
     assert Guard(Settings()).address_refusal("2606:4700::1111") is None
+    assert Guard(Settings()).address_refusal("64:ff9b::93.184.216.34") is None  # NAT64 to a public host
     assert Guard(Settings(crawl_allow_private=True)).address_refusal("127.0.0.1") is None
     allow = Guard(Settings(crawl_allowed_hosts="10.0.0.0/8, intranet.local"))
     assert allow.address_refusal("10.9.9.9") is None and allow.address_refusal("192.168.0.1") is not None

@@ -2,7 +2,8 @@
 
 A crawl target comes from an API caller, so by default every address that is not globally
 routable (loopback, private, link-local incl. cloud metadata 169.254.169.254, shared/CGNAT,
-multicast, reserved, and IPv4-mapped IPv6 forms of those) is refused, and so is any scheme but
+multicast, reserved, and the IPv6 forms that carry such an IPv4 address: mapped ::ffff:a.b.c.d,
+6to4 2002::/16 and NAT64 64:ff9b::/96) is refused, and so is any scheme but
 http(s). The check runs twice for every request hop, redirects included: once before the request
 (`check_url`, which resolves the name and raises TargetRefused with a clear message), and again
 inside the connection itself (`GuardedResolver`, the resolver of the HTTP client), so a DNS answer
@@ -32,6 +33,8 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
 )
 ALLOWED_SCHEMES = ("http", "https")
+# RFC 6052 well-known NAT64 prefix: a gateway forwards 64:ff9b::a.b.c.d to the IPv4 address a.b.c.d.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 
 class Guard:
@@ -58,9 +61,9 @@ class Guard:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if self.allow_private or any(ip in net for net in self.allowed_networks):
             return None
-        mapped = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
-        if mapped is not None:
-            return self.address_refusal(str(mapped))
+        carried = embedded_ipv4(ip)
+        if carried is not None:
+            return self.address_refusal(str(carried))
         if ip in METADATA_ADDRESSES:
             return f"{ip} is a cloud metadata address"
         if ip.is_loopback:
@@ -94,6 +97,17 @@ class Guard:
                     f"refused to crawl {host}: {reason} (set CRAWL_ALLOW_PRIVATE=true or CRAWL_ALLOWED_HOSTS)",
                     details={"url": url},
                 )
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4 or NAT64), else None."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 async def resolve(host: str, port: int) -> list[str]:
