@@ -188,9 +188,9 @@ class Crawler:
         page = await self.fetcher.get(url, same_site=self.scope.same_site)
         text = page.text()
         docs = (
-            discover.split_llms_full(canonicalize(page.final_url) or url, text)
+            await asyncio.to_thread(lambda: list(discover.split_llms_full(canonicalize(page.final_url) or url, text)))
             if split
-            else iter([self._text_document(page, text)])
+            else [self._text_document(page, text)]
         )
         for doc in docs:
             if self.stats.crawled >= self.options.max_pages:
@@ -318,7 +318,7 @@ class Crawler:
                 await self._seed_sitemaps([page.final_url], depth=self.options.max_depth)
             raise SkippedPage(f"{url} is {page.content_type}, not a page")
         text = page.text()
-        links = [urljoin(page.final_url, link) for link in discover.markdown_links(text)]
+        links = [urljoin(page.final_url, link) for link in await asyncio.to_thread(discover.markdown_links, text)]
         if url_kind(url) == "llms":
             self.stats.llms_files += 1
         return self._text_document(page, text), links

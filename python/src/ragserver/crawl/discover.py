@@ -9,6 +9,7 @@ becoming one page, because it concatenates a site's pages.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -68,6 +69,14 @@ def is_sitemap_xml(text: str) -> bool:
     return "<urlset" in head or "<sitemapindex" in head
 
 
+def parse_sitemap(page: Fetched, max_bytes: int) -> tuple[list[str], bool] | None:
+    """(the <loc> URLs, whether it is a sitemap index), or None when the body is no sitemap."""
+    text = sitemap_text(page, max_bytes)
+    if not is_sitemap_xml(text):
+        return None
+    return [html.unescape(m.strip()) for m in LOC.findall(text)], SITEMAP_INDEX.search(text) is not None
+
+
 async def read_sitemaps(fetcher: Fetcher, urls: list[str], *, limit: int, allowed: Callable[[str], bool]) -> Sitemap:
     """Collect up to `limit` page URLs from these sitemaps, following indexes breadth first.
 
@@ -83,15 +92,17 @@ async def read_sitemaps(fetcher: Fetcher, urls: list[str], *, limit: int, allowe
             continue
         seen.add(url)
         try:
-            text = sitemap_text(await fetcher.get(url, same_site=allowed), fetcher.max_bytes)
+            page = await fetcher.get(url, same_site=allowed)
+            # inflating and scanning up to max_bytes (10 MB) of XML is CPU work: not on the event loop
+            parsed = await asyncio.to_thread(parse_sitemap, page, fetcher.max_bytes)
         except RagServerError as exc:
             log.info("sitemap %s skipped: %s", url, exc.message)
             continue
-        if not is_sitemap_xml(text):
+        if parsed is None:
             continue
         files += 1
-        locs = [html.unescape(m.strip()) for m in LOC.findall(text)]
-        if SITEMAP_INDEX.search(text):
+        locs, is_index = parsed
+        if is_index:
             if depth < MAX_SITEMAP_DEPTH:
                 pending.extend((loc, depth + 1) for loc in locs)
             continue
