@@ -69,8 +69,10 @@ async def _store_report(store: Any) -> dict[str, Any]:
     """The store's own health (`state` ready|error with a `reason`), bounded in time."""
     try:
         return await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
+    except TimeoutError:  # e.g. the pool waiting for a connection to a Postgres that died
+        return {"state": "error", "reason": f"the database did not answer within {STORE_HEALTH_TIMEOUT_S:.0f} s"}
     except Exception as exc:
-        return {"state": "error", "reason": f"health check failed: {type(exc).__name__}"}
+        return {"state": "error", "reason": f"health check failed: {type(exc).__name__}: {exc}"[:300]}
 
 
 def _ml_issues(ml: dict[str, Any]) -> list[str]:
