@@ -195,6 +195,7 @@ async def run_load(server: ServerProcess, site_url: str, args: argparse.Namespac
             "lag_samples": len(window) + len(after),
             "health_failures": [v for _, v in lag if not isinstance(v, int | float)][:3],
             "over_100ms_during_run": health_after["lag_over_100ms"] - health_before["lag_over_100ms"],
+            "recent_max_over_100ms_at": [(t, v) for t, v in lag if isinstance(v, int | float) and v >= 100],
             "lag_max_ms_since_start": health_after["lag_max_ms"],
         },
         "socketio": {
