@@ -21,6 +21,7 @@ from typing import Any
 
 from ragserver.config import Settings
 from ragserver.ingest.service import IngestService
+from ragserver.ml.loading import usable_cores
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
 from ragserver.store import open_store
@@ -93,6 +94,10 @@ async def product_stack(data_dir: Path, **overrides: Any) -> AsyncIterator[Stack
     base = Settings.from_env()
     if "embedding_model" not in overrides and not os.environ.get("EMBEDDING_MODEL"):
         overrides["embedding_model"] = str(minilm_path())
+    if "ml_threads" not in overrides and not os.environ.get("ML_THREADS"):
+        # one stream at a time here, so a forward pass gets every core, as in the published numbers
+        # (the server's default, half the cores, leaves room for concurrent searches and bulk work)
+        overrides["ml_threads"] = usable_cores()
     settings = Settings(**{**base.__dict__, "data_dir": data_dir, **overrides})
     async with open_store(settings) as store:
         ml = MLService(settings)
