@@ -26,3 +26,5 @@ for row in vulns:
     print("  ", *row)
 PY
 done
+echo "== fallback: PyPI project JSON (packages at their latest release)"
+python3 "$(dirname "$0")/audit_latest.py" "$out/image-freeze.txt" > "$out/audit-latest.json" || true
