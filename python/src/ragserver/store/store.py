@@ -28,6 +28,11 @@ def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(str(float(x)) for x in vector) + "]"
 
 
+def vector_literals(vectors: Sequence[Sequence[float] | None]) -> list[str | None]:
+    """vector_literal of each vector (None stays None); blocking, so callers run it in a thread."""
+    return [None if vector is None else vector_literal(vector) for vector in vectors]
+
+
 class Store:
     """Sources, generations (runs), pages, chunks, vectors per model, code examples, search."""
 
@@ -106,9 +111,36 @@ class Store:
         embedding_model: str | None,
     ) -> int:
         """Store one document of a running generation in one transaction; returns its page id."""
-        payload = await asyncio.to_thread(
-            _document_payload, source_id, run_id, doc, chunks, code_examples, embedding_model
-        )
+        vectors = await asyncio.to_thread(vector_literals, [c.embedding for c in chunks])
+        payload = {
+            "source_id": source_id,
+            "run_id": run_id,
+            "url": doc.url,
+            "title": doc.title,
+            "markdown": doc.markdown,
+            "metadata": doc.metadata,
+            "embedding_model": embedding_model,
+            "chunks": [
+                {
+                    "index": c.index,
+                    "content": c.content,
+                    "heading_path": c.heading_path,
+                    "metadata": c.metadata,
+                    "embedding": vector,
+                }
+                for c, vector in zip(chunks, vectors, strict=True)
+            ],
+            "code_examples": [
+                {
+                    "index": e.index,
+                    "code": e.code,
+                    "language": e.language,
+                    "context": e.context,
+                    "heading_path": e.heading_path,
+                }
+                for e in code_examples
+            ],
+        }
         rows = await self._call("rag_write_document", p_payload=payload)
         return int(rows[0]["page_id"])
 
@@ -209,51 +241,11 @@ class Store:
         """Store vectors of `model` for existing chunks (chunks deleted meanwhile are skipped)."""
         if not rows:
             return
-        payload = await asyncio.to_thread(
-            lambda: [{"chunk_id": chunk_id, "embedding": vector_literal(vec)} for chunk_id, vec in rows]
-        )
+        vectors = await asyncio.to_thread(vector_literals, [vec for _, vec in rows])
+        ids = [chunk_id for chunk_id, _ in rows]
+        payload = [{"chunk_id": chunk_id, "embedding": vector} for chunk_id, vector in zip(ids, vectors, strict=True)]
         await self._call("rag_set_embeddings", p_model=model, p_rows=payload)
 
     async def embedding_counts(self) -> dict[str, int]:
         rows = await self._call("rag_embedding_counts")
         return {r["model"]: int(r["vectors"]) for r in rows}
-
-
-def _document_payload(
-    source_id: str,
-    run_id: int,
-    doc: Document,
-    chunks: list[Chunk],
-    code_examples: list[CodeExample],
-    embedding_model: str | None,
-) -> dict[str, Any]:
-    """The JSON argument of rag_write_document (blocking: formats every vector)."""
-    return {
-        "source_id": source_id,
-        "run_id": run_id,
-        "url": doc.url,
-        "title": doc.title,
-        "markdown": doc.markdown,
-        "metadata": doc.metadata,
-        "embedding_model": embedding_model,
-        "chunks": [
-            {
-                "index": c.index,
-                "content": c.content,
-                "heading_path": c.heading_path,
-                "metadata": c.metadata,
-                "embedding": None if c.embedding is None else vector_literal(c.embedding),
-            }
-            for c in chunks
-        ],
-        "code_examples": [
-            {
-                "index": e.index,
-                "code": e.code,
-                "language": e.language,
-                "context": e.context,
-                "heading_path": e.heading_path,
-            }
-            for e in code_examples
-        ],
-    }
