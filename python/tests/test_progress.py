@@ -8,7 +8,8 @@ from typing import Any
 from ragserver.progress import PUBLISH_INTERVAL_S, ProgressTracker
 
 
-async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> None:
+def recording_tracker() -> tuple[ProgressTracker, list[dict[str, Any]]]:
+    """A tracker and the list its one listener appends every pushed snapshot to."""
     tracker = ProgressTracker()
     pushed: list[dict[str, Any]] = []
 
@@ -16,6 +17,11 @@ async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> No
         pushed.append(snapshot)
 
     tracker.add_listener(listener)
+    return tracker, pushed
+
+
+async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> None:
+    tracker, pushed = recording_tracker()
     op = tracker.start("upload")
     for _ in range(1000):  # an ingest counting documents as fast as it can
         op.increment(documents=1)
@@ -36,13 +42,7 @@ async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> No
 
 
 async def test_each_operation_has_its_own_interval() -> None:
-    tracker = ProgressTracker()
-    pushed: list[dict[str, Any]] = []
-
-    async def listener(snapshot: dict[str, Any]) -> None:
-        pushed.append(snapshot)
-
-    tracker.add_listener(listener)
+    tracker, pushed = recording_tracker()
     first, second = tracker.start("crawl"), tracker.start("upload")
     first.update(step="fetching")
     second.update(step="parsing")
