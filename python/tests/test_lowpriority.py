@@ -1,15 +1,18 @@
-"""Bulk work runs at a lower OS priority: worker threads, conversion processes, torch threads."""
+"""Bulk work runs at a lower OS priority (worker threads, conversion processes); torch thread counts per thread."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
+from functools import partial
+from pathlib import Path
 
 import psutil
 
 from ragserver.crawl.markdown import Converter
 from ragserver.lowpriority import bulk_executor, lower_current_thread
-from ragserver.ml.loading import limit_cpu_threads, usable_cores
+from ragserver.ml.loading import search_cpu_threads, usable_cores, use_cpu_threads
 
 
 def thread_nice() -> int:
@@ -55,12 +58,28 @@ async def test_conversion_processes_run_at_bulk_priority(tmp_path) -> None:
         converter.close()
 
 
-def test_torch_threads_follow_ml_threads_or_half_the_cores() -> None:
-    import torch
+def openmp_threads() -> int:
+    """omp_get_max_threads() of the calling thread, from the OpenMP runtime torch loaded."""
+    import torch  # noqa: F401  (loads its libgomp)
 
-    previous = torch.get_num_threads()
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    library = next(line.split()[-1] for line in maps if "libgomp" in line)
+    return ctypes.CDLL(library).omp_get_max_threads()
+
+
+def test_search_threads_are_ml_threads_or_half_the_cores() -> None:
+    assert search_cpu_threads(3) == 3
+    assert search_cpu_threads(0) == max(1, usable_cores() // 2)
+
+
+def test_each_inference_thread_keeps_its_own_torch_thread_count() -> None:
+    """Search threads and the bulk thread set different counts; neither changes the other's."""
+    search = bulk_executor("test-search", nice=0, setup=partial(use_cpu_threads, 1))
+    bulk = bulk_executor("test-bulk", nice=0, setup=partial(use_cpu_threads, 3))
     try:
-        assert limit_cpu_threads(3) == 3 == torch.get_num_threads()
-        assert limit_cpu_threads(0) == max(1, usable_cores() // 2) == torch.get_num_threads()
+        assert search.submit(openmp_threads).result(10) == 1
+        assert bulk.submit(openmp_threads).result(10) == 3
+        assert search.submit(openmp_threads).result(10) == 1  # unchanged by the bulk thread's setting
     finally:
-        torch.set_num_threads(previous)
+        search.shutdown()
+        bulk.shutdown()

@@ -51,7 +51,7 @@ class Settings:
     ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
     ml_max_batch_tokens: int = _setting(16384, "Tokens per inference batch (at most 2048 on CPU, for cache).")
     ml_queue_size: int = _setting(256, "Pending ML requests before the API answers 429.")
-    ml_threads: int = _setting(0, "CPU threads of one model forward pass; 0 = half the cores (at least 1).")
+    ml_threads: int = _setting(0, "CPU threads of a search's forward pass; 0 = half the cores. Bulk embedding: all.")
     bulk_nice: int = _setting(10, "Nice value added to bulk work (parsing, chunking, ingest embedding); 0 = off.")
     ml_user_base: Path = _setting(
         Path.home() / ".local", "ML env root in the server (pip --user base, /root/.local in Docker); has ml-env.json."

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,15 @@ def lower_current_thread(step: int) -> None:
         log.debug("could not lower the priority of a bulk thread: %s", exc)
 
 
-def bulk_executor(name: str, nice: int, workers: int = 1) -> ThreadPoolExecutor:
-    """A thread pool whose threads run `nice` steps below the server (lowered when each starts)."""
-    return ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix=name, initializer=lower_current_thread, initargs=(nice,)
-    )
+def bulk_executor(
+    name: str, nice: int, workers: int = 1, setup: Callable[[], None] | None = None
+) -> ThreadPoolExecutor:
+    """A thread pool whose threads run `nice` steps below the server (lowered when each starts),
+    then run `setup` (e.g. their torch thread count)."""
+
+    def start() -> None:
+        lower_current_thread(nice)
+        if setup is not None:
+            setup()
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=start)

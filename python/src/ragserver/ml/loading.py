@@ -97,19 +97,27 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def limit_cpu_threads(setting: int) -> int:
-    """Set torch's intra-op threads to ML_THREADS, or to half the usable cores when it is 0.
+def search_cpu_threads(setting: int) -> int:
+    """Torch threads of a search-time forward pass: ML_THREADS, or half the usable cores when 0.
 
     The embedder and the reranker each run forward passes in a thread of their own, and torch
-    gives each of them a team of this many threads: with the default of one per core, two
-    models on a 2-core machine ran four busy threads, and the event loop waited its turn behind
-    them (RELIABILITY.md, section 3). Returns the number in effect.
+    gives each of them a team of this many threads: with one per core, two models on a 2-core
+    machine ran four busy threads and the event loop waited its turn behind them
+    (RELIABILITY.md, section 3). Bulk embedding (ingest) keeps every core: it runs at a lower
+    priority, so it takes the cores only when searches leave them.
+    """
+    return setting if setting > 0 else max(1, usable_cores() // 2)
+
+
+def use_cpu_threads(threads: int) -> None:
+    """Set torch's intra-op threads for the calling thread.
+
+    With torch's OpenMP backend the count is kept per calling thread (a thread that never sets
+    it starts from the process default), so each inference thread sets its own when it starts.
     """
     import torch
 
-    threads = setting if setting > 0 else max(1, usable_cores() // 2)
     torch.set_num_threads(threads)
-    return threads
 
 
 def choose_placement(setting: str) -> Placement:

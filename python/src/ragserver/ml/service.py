@@ -12,6 +12,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ragserver.config import Settings
@@ -19,7 +20,14 @@ from ragserver.errors import Unavailable
 from ragserver.lowpriority import bulk_executor
 from ragserver.ml.contracts import Embedder, Reranker
 from ragserver.ml.embedder import SentenceTransformerEmbedder
-from ragserver.ml.loading import Placement, choose_placement, limit_cpu_threads, resolve_model_path
+from ragserver.ml.loading import (
+    Placement,
+    choose_placement,
+    resolve_model_path,
+    search_cpu_threads,
+    usable_cores,
+    use_cpu_threads,
+)
 from ragserver.ml.probe import EnvStatus, probe_env
 from ragserver.ml.reranker import load_reranker
 from ragserver.ml.worker import BatchWorker
@@ -53,7 +61,7 @@ class MLService:
         self._embedder: SentenceTransformerEmbedder | None = None
         self._reranker: Any = None
         self._placement: Placement | None = None
-        self._cpu_threads: int | None = None
+        self._cpu_threads: dict[str, int] | None = None  # torch threads per forward pass: search, bulk
         self._embed_state = {"state": "not_started", "reason": None}
         self._rerank_state = {"state": "not_started", "reason": None}
         self._embed_worker: BatchWorker[str, list[float]] | None = None
@@ -69,7 +77,6 @@ class MLService:
             return
         try:
             self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
-            self._cpu_threads = await asyncio.to_thread(limit_cpu_threads, self.settings.ml_threads)
         except Unavailable as exc:
             self._embed_state = {"state": "failed", "reason": exc.message}
             self._rerank_state = dict(self._embed_state)
@@ -80,6 +87,9 @@ class MLService:
         else:
             self._reranker = await self._load("reranker", load_reranker, self._rerank_state)
         budget, queue = self.batch_tokens, self.settings.ml_queue_size
+        self._cpu_threads = {"search": search_cpu_threads(self.settings.ml_threads), "bulk": usable_cores()}
+        search_setup = partial(use_cpu_threads, self._cpu_threads["search"])
+        bulk_setup = partial(use_cpu_threads, self._cpu_threads["bulk"])
         if self._embedder is not None:
             embedder, limit = self._embedder, self._embedder.max_seq_length
             self._embed_worker = BatchWorker(
@@ -88,12 +98,18 @@ class MLService:
                 lambda texts: [min(n, limit) for n in embedder.count_tokens(texts)],
                 max_batch_tokens=budget,
                 queue_size=queue,
-                bulk_executor=bulk_executor("ml-embedder-bulk", self.settings.bulk_nice),
+                thread_setup=search_setup,
+                bulk_executor=bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=bulk_setup),
             )
             self._embed_worker.start()
         if self._reranker is not None:
             self._rerank_worker = BatchWorker(
-                "reranker", self._reranker.score, self._reranker.count_tokens, max_batch_tokens=budget, queue_size=queue
+                "reranker",
+                self._reranker.score,
+                self._reranker.count_tokens,
+                max_batch_tokens=budget,
+                queue_size=queue,
+                thread_setup=search_setup,
             )
             self._rerank_worker.start()
 
@@ -174,7 +190,7 @@ class MLService:
         }
         return {
             "env": env,
-            "cpu_threads": self._cpu_threads,  # torch threads per forward pass (ML_THREADS)
+            "cpu_threads": self._cpu_threads,  # torch threads of a search / bulk forward pass
             "embedder": {**embedder, "device": device if self._embedder else None},
             "reranker": {**reranker, "device": device if self._reranker else None},
         }

@@ -89,6 +89,7 @@ class BatchWorker(Generic[Item, Result]):
     `run_batch(items) -> results` runs one forward pass; `measure(items) -> token counts` sizes
     them. Both are blocking and called from one inference thread at a time: rounds never
     overlap, bulk rounds just run in `bulk_executor` (a low-priority thread) when one is given.
+    `thread_setup` runs once in the interactive inference thread when it starts.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class BatchWorker(Generic[Item, Result]):
         *,
         max_batch_tokens: int,
         queue_size: int,
+        thread_setup: Callable[[], None] | None = None,
         bulk_executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
@@ -106,7 +108,7 @@ class BatchWorker(Generic[Item, Result]):
         self._measure = measure
         self._max_batch_tokens = max(1, max_batch_tokens)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max(1, queue_size))
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{name}", initializer=thread_setup)
         self._bulk_executor = bulk_executor or self._executor
         self._interactive_waiting = threading.Event()  # tells a running bulk round to step aside
         self._task: asyncio.Task | None = None
