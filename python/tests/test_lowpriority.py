@@ -59,11 +59,13 @@ async def test_conversion_processes_run_at_bulk_priority(tmp_path) -> None:
 
 
 def openmp_threads() -> int:
-    """omp_get_max_threads() of the calling thread, from the OpenMP runtime torch loaded."""
-    import torch  # noqa: F401  (loads its libgomp)
+    """omp_get_max_threads() of the calling thread, from the OpenMP runtime torch ships (other
+    packages, scikit-learn say, may load a libgomp of their own)."""
+    import torch
 
     maps = Path("/proc/self/maps").read_text().splitlines()
-    library = next(line.split()[-1] for line in maps if "libgomp" in line)
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    library = next(line.split()[-1] for line in maps if "libgomp" in line and torch_lib in line)
     return ctypes.CDLL(library).omp_get_max_threads()
 
 
