@@ -6,6 +6,7 @@ under pytest's tmp_path: see the `pg_server` fixture for why.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -141,3 +142,18 @@ def test_long_data_dir_uses_short_socket_dir(data_dir: Path) -> None:
     finally:
         server.stop()
     assert os.path.isdir(deep)
+
+
+async def test_health_names_the_reason_when_postgres_died(data_dir: Path) -> None:
+    """/health's store check answers from the process's own session at once, with libpq's
+    reason, instead of waiting for the pool to time out (it said only 'TimeoutError' before)."""
+    async with open_store(Settings(data_dir=data_dir)) as store:
+        assert (await store.health())["state"] == "ready"
+        postmaster(data_dir / "postgres").send_signal(signal.SIGKILL)
+        for _ in range(50):  # the backends notice the postmaster's death within moments
+            health = await asyncio.wait_for(store.health(), 10)
+            if health["state"] == "error":
+                break
+            await asyncio.sleep(0.1)
+        assert health["state"] == "error"
+        assert health["reason"].startswith("database unavailable:"), health["reason"]

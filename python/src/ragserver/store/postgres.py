@@ -79,6 +79,14 @@ class PsycopgTransport:
         except PoolTimeout as exc:
             raise Unavailable("no database connection available (pool exhausted or database down)") from exc
 
+    async def ping(self) -> None:
+        # the liveness connection is this process's own session: when Postgres died it fails
+        # at once with libpq's reason, where the pool would wait its timeout for a connection
+        try:
+            await self._liveness.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
     async def migrate(self) -> list[str]:
         try:
             async with self._pool.connection() as conn:

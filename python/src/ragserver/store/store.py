@@ -67,6 +67,7 @@ class Store:
         """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`."""
         report: dict[str, Any] = {"backend": self.backend, "expected_schema_version": latest_version()}
         try:
+            await self.transport.ping()
             info = (await self._call("rag_schema_info"))[0]
         except RagServerError as exc:
             return {**report, "ok": False, "state": "error", "reason": exc.message, "schema_ready": False}

@@ -61,6 +61,9 @@ class SupabaseTransport:
             return data
         return [] if data is None else [data]
 
+    async def ping(self) -> None:
+        """Nothing to check: RPC over HTTP holds no session, and each call reports its own failure."""
+
     async def migrate(self) -> list[str]:
         """Nothing is applied over RPC; report whether the schema is there instead of pretending."""
         rows = await self.call("rag_schema_info", {})

@@ -27,6 +27,11 @@ class Transport(Protocol):
         """Run one rag_* function (one transaction) and return its rows."""
         ...
 
+    async def ping(self) -> None:
+        """Raise Unavailable, with the driver's own reason, when the session to the database is
+        gone; answers at once instead of waiting for a pooled connection (used by /health)."""
+        ...
+
     async def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
         ...
