@@ -304,3 +304,26 @@ def test_store_imports_no_services_or_ml() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_health_recovers_when_the_session_was_dropped(pg_settings: Settings, store: Store) -> None:
+    """An admin (or a proxy, or a Postgres restart) drops every session: /health reports it once
+    with the server's reason, then reopens its own session and is ready again, like the pool."""
+    assert (await store.health())["state"] == "ready"
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    dropped = await store.health()
+    assert dropped["state"] == "error" and dropped["reason"].startswith("database unavailable:"), dropped
+    recovered = await store.health()
+    assert recovered["state"] == "ready", recovered
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
+        locks = await (
+            await admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        ).fetchone()
+    assert locks == (1,)  # the owner lock is held again by the new session

@@ -9,6 +9,7 @@ connection string (on Supabase: port 5432, not the transaction pooler on 6543).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from typing import Any
@@ -26,14 +27,17 @@ from ragserver.store.transport import Row, translate_error
 POOL_MIN = 1
 POOL_MAX = 10
 CONNECT_TIMEOUT_S = 30
+PING_CONNECT_TIMEOUT_S = 3  # /health gives the whole check 5 s
 
 
 class PsycopgTransport:
     """rag_* functions over a psycopg pool."""
 
-    def __init__(self, pool: AsyncConnectionPool, liveness: AsyncConnection, owner_lock: int) -> None:
+    def __init__(self, pool: AsyncConnectionPool, liveness: AsyncConnection, owner_lock: int, conninfo: str) -> None:
         self._pool = pool
         self._liveness = liveness
+        self._conninfo = conninfo
+        self._relock = asyncio.Lock()
         self.owner_lock: int | None = owner_lock
 
     @classmethod
@@ -62,7 +66,7 @@ class PsycopgTransport:
             await pool.close()
             await liveness.close()
             raise Unavailable(f"cannot connect to the database: {_first_line(exc)}") from exc
-        return cls(pool, liveness, owner_lock)
+        return cls(pool, liveness, owner_lock, conninfo)
 
     async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
         query = sql.SQL("SELECT * FROM {}({})").format(
@@ -80,12 +84,35 @@ class PsycopgTransport:
             raise Unavailable("no database connection available (pool exhausted or database down)") from exc
 
     async def ping(self) -> None:
-        # the liveness connection is this process's own session: when Postgres died it fails
-        # at once with libpq's reason, where the pool would wait its timeout for a connection
+        # The liveness connection is this process's own session: when Postgres died it fails at
+        # once with libpq's reason, where the pool would wait its timeout for a connection. A
+        # session that was lost (Postgres restarted, an admin or a proxy dropped it) is opened
+        # again with the owner lock, so the check recovers when the database does.
+        if self._liveness.closed or self._liveness.broken:
+            await self._reopen_liveness()
+            return
         try:
             await self._liveness.execute("SELECT 1")
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+
+    async def _reopen_liveness(self) -> None:
+        async with self._relock:
+            if not (self._liveness.closed or self._liveness.broken):
+                return  # another check reopened it meanwhile
+            try:
+                liveness = await AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=PING_CONNECT_TIMEOUT_S
+                )
+            except psycopg.Error as exc:
+                raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
+            try:
+                await liveness.execute("SELECT pg_advisory_lock(%s)", (self.owner_lock,))
+            except psycopg.Error as exc:
+                await liveness.close()
+                raise _translate(exc) from exc
+            await self._liveness.close()
+            self._liveness = liveness
 
     async def migrate(self) -> list[str]:
         try:
