@@ -58,11 +58,12 @@ async def test_conversion_processes_run_at_bulk_priority(tmp_path) -> None:
         converter.close()
 
 
-def openmp_threads() -> int:
-    """omp_get_max_threads() of the calling thread, from the OpenMP runtime torch ships (other
-    packages, scikit-learn say, may load a libgomp of their own)."""
+def openmp_threads_after_work() -> int:
+    """omp_get_max_threads() of the calling thread after a parallel torch operation, read from the
+    OpenMP runtime torch ships (other packages, scikit-learn say, may load a libgomp of their own)."""
     import torch
 
+    torch.ones(100_000).exp_()  # a thread's first parallel op is where torch could override the count
     maps = Path("/proc/self/maps").read_text().splitlines()
     torch_lib = str(Path(torch.__file__).parent / "lib")
     library = next(line.split()[-1] for line in maps if "libgomp" in line and torch_lib in line)
@@ -79,9 +80,12 @@ def test_each_inference_thread_keeps_its_own_torch_thread_count() -> None:
     search = bulk_executor("test-search", nice=0, setup=partial(use_cpu_threads, 1))
     bulk = bulk_executor("test-bulk", nice=0, setup=partial(use_cpu_threads, 3))
     try:
-        assert search.submit(openmp_threads).result(10) == 1
-        assert bulk.submit(openmp_threads).result(10) == 3
-        assert search.submit(openmp_threads).result(10) == 1  # unchanged by the bulk thread's setting
+        # both threads start (and set their counts) before either runs a model
+        search.submit(int).result(10)
+        bulk.submit(int).result(10)
+        assert search.submit(openmp_threads_after_work).result(10) == 1
+        assert bulk.submit(openmp_threads_after_work).result(10) == 3
+        assert search.submit(openmp_threads_after_work).result(10) == 1
     finally:
         search.shutdown()
         bulk.shutdown()

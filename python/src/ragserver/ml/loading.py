@@ -110,13 +110,15 @@ def search_cpu_threads(setting: int) -> int:
 
 
 def use_cpu_threads(threads: int) -> None:
-    """Set torch's intra-op threads for the calling thread.
+    """Set torch's intra-op threads for the calling thread (call it once, when the thread starts).
 
-    With torch's OpenMP backend the count is kept per calling thread (a thread that never sets
-    it starts from the process default), so each inference thread sets its own when it starts.
+    With torch's OpenMP backend the count is kept per calling thread, but a thread's first
+    parallel operation first copies in the count last set by any thread (torch's lazy per-thread
+    init): so run one small parallel operation, then set this thread's own count.
     """
     import torch
 
+    torch.ones(100_000).exp_()  # the per-thread init happens here, not later over our setting
     torch.set_num_threads(threads)
 
 
