@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ragserver.crawl.markdown import Converter
 from ragserver.lowpriority import bulk_executor, lower_current_thread
@@ -89,3 +90,15 @@ def test_each_inference_thread_keeps_its_own_torch_thread_count() -> None:
     finally:
         search.shutdown()
         bulk.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbage", None)],
+)
+def test_usable_cores_honours_a_cgroup_cpu_quota(tmp_path: Path, cpu_max: str, cap: int | None) -> None:
+    """docker --cpus=1.5 writes '150000 100000' to cpu.max: two threads, not one per host core."""
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path / "cpu.max") == (affinity if cap is None else min(affinity, cap))
+    assert usable_cores(tmp_path / "missing") == affinity

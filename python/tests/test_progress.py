@@ -42,9 +42,16 @@ async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> No
 
 
 async def test_each_operation_has_its_own_interval() -> None:
+    """Updates of two operations held in the same interval both go out, each with its latest state."""
     tracker, pushed = recording_tracker()
     first, second = tracker.start("crawl"), tracker.start("upload")
-    first.update(step="fetching")
+    first.update(step="fetching")  # a new status: pushed at once
     second.update(step="parsing")
+    first.increment(pages=1)  # held: within the interval of the first's last push
+    second.increment(documents=1)
+    second.increment(documents=1)
+    held = len(pushed)
+    await asyncio.sleep(PUBLISH_INTERVAL_S * 2)
     await tracker.drain()
-    assert {(s["progressId"], s["step"]) for s in pushed} >= {(first.id, "fetching"), (second.id, "parsing")}
+    latest = {s["progressId"]: s["counts"] for s in pushed[held:]}
+    assert latest == {first.id: {"pages": 1}, second.id: {"documents": 2}}

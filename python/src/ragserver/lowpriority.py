@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 def lower_current_thread(step: int) -> None:
     """Raise the calling thread's nice value by `step` (BULK_NICE), up to 19; 0 leaves it alone.
 
-    Best effort: where the OS has no per-thread priorities this does nothing.
+    Best effort, Linux only: elsewhere, and where the call is refused, this does nothing.
     """
-    if step <= 0:
-        return
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return  # elsewhere a thread id is no process id: setpriority would renice another process
     try:
         thread_id = threading.get_native_id()
         current = os.getpriority(os.PRIO_PROCESS, thread_id)

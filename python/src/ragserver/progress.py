@@ -57,6 +57,7 @@ class Operation:
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    version: int = 0  # bumped on every change (a clock tick can hold several)
     _cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -153,6 +154,7 @@ class Operation:
 
     def _changed(self) -> None:
         self.updated_at = time.time()
+        self.version += 1
         self.tracker.publish(self)
 
 
@@ -163,7 +165,7 @@ class ProgressTracker:
         self._operations: dict[str, Operation] = {}
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task] = set()
-        self._pushed: dict[str, tuple[float, str, float]] = {}  # id -> (monotonic, status, updated_at) pushed
+        self._pushed: dict[str, tuple[float, str, int]] = {}  # id -> (monotonic, status, version) pushed
         self._held: set[str] = set()  # ids with a push scheduled for later
 
     def start(self, kind: str, *, message: str = "", operation_id: str | None = None) -> Operation:
@@ -217,11 +219,11 @@ class ProgressTracker:
     def _push_held(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
         self._held.discard(op.id)
         pushed = self._pushed.get(op.id)
-        if pushed is None or pushed[2] != op.updated_at:  # not already pushed by a status change
+        if pushed is None or pushed[2] != op.version:  # not already pushed by a status change
             self._push(loop, op)
 
     def _push(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
-        self._pushed[op.id] = (time.monotonic(), op.status, op.updated_at)
+        self._pushed[op.id] = (time.monotonic(), op.status, op.version)
         snapshot = op.snapshot()
         for listener in self._listeners:
             task = loop.create_task(self._deliver(listener, snapshot))
@@ -229,7 +231,10 @@ class ProgressTracker:
             task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
-        """Wait until every pending delivery has run (used at shutdown and in tests)."""
+        """Wait until every delivery already started has run (used at shutdown and in tests).
+
+        Pushes still held by the coalescing interval are not waited for; final states are never
+        held (a new status goes out at once)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 

@@ -69,8 +69,9 @@ class IngestService:
         self._tasks: set[asyncio.Task] = set()
         self._spaces: set[tuple[str, int]] = set()
         self._reembed_lock = asyncio.Lock()
-        # parsing and chunking; two threads so the next batch is prepared while one is stored
-        self._cpu = bulk_executor("ingest", settings.bulk_nice, workers=2)
+        # parsing and chunking for every ingest at once: the next batch is prepared while one is
+        # stored, and one big PDF being parsed does not hold up the other ingests
+        self._cpu = bulk_executor("ingest", settings.bulk_nice, workers=4)
 
     def close(self) -> None:
         """Let the parsing threads go (at shutdown, after the background operations ended)."""

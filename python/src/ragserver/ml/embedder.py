@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import threading
 from pathlib import Path
+from typing import Any
 
 from ragserver.ml.loading import Placement, force_offline
 
@@ -43,8 +44,13 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Full token counts (special tokens included, no truncation) so chunks can be sized to fit."""
         with self._count_lock:
-            encoded = self._count_tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+            return _token_counts(self._count_tokenizer, texts)
+
+    def measure(self, texts: list[str]) -> list[int]:
+        """count_tokens for the ML worker, which sizes its batches with it: with the model's own
+        tokenizer, which only the worker's threads use, one round at a time, so a search never
+        waits for the lock that low-priority chunking threads hold."""
+        return _token_counts(self._model.tokenizer, texts)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One forward pass over `texts` (the worker already sized the batch); unit-length vectors."""
@@ -59,3 +65,8 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return vectors.astype("float32").tolist()
+
+
+def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+    return [len(ids) for ids in encoded["input_ids"]]

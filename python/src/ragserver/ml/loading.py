@@ -7,6 +7,7 @@ must already sit in the local HF cache (filled once by ./bootstrap-ml-env.sh).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ FIX_MODELS = "./bootstrap-ml-env.sh (downloads the models into the HF cache once
 # activations that spill out of the caches, so the elementwise work between the GEMMs runs at
 # memory speed (MiniLM encodes 30 % fewer texts per CPU-second at 128 texts a batch than at 8).
 CPU_BATCH_TOKENS = 2048
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" or "max <period>"
 
 
 def force_offline() -> None:
@@ -89,12 +91,20 @@ class Placement:
         return min(configured, CPU_BATCH_TOKENS) if self.device == "cpu" else configured
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. docker --cpuset-cpus)."""
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPU cores this process may use: its affinity mask (docker --cpuset-cpus), capped by its
+    cgroup v2 CPU quota (docker --cpus), which the affinity mask does not show."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 here, or a format we do not know
+        pass
+    return cores
 
 
 def search_cpu_threads(setting: int) -> int:

@@ -95,7 +95,7 @@ class MLService:
             self._embed_worker = BatchWorker(
                 "embedder",
                 embedder.embed,
-                lambda texts: [min(n, limit) for n in embedder.count_tokens(texts)],
+                lambda texts: [min(n, limit) for n in embedder.measure(texts)],
                 max_batch_tokens=budget,
                 queue_size=queue,
                 thread_setup=search_setup,

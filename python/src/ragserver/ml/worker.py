@@ -6,9 +6,10 @@ ROUND_ITEMS items in priority order: small interactive requests (a search's quer
 other interactive ones (rerank candidates), then bulk requests (ingest), first come first
 served within each class. One inference thread measures a round's items, sorts them by length
 and cuts token-budgeted batches (rows x longest row <= max_batch_tokens), so short queries are
-not padded to the length of long chunks. A round of bulk requests only runs in a thread of
-lower OS priority (lowpriority.py) and stops between two batches as soon as an interactive
-request arrives; its remaining items go back to the backlog, behind the newcomer.
+not padded to the length of long chunks. A round never mixes bulk and interactive requests; a
+bulk round runs in the bulk executor when the owner gives one (the embedder's: a thread of lower
+OS priority, lowpriority.py) and stops between two batches as soon as an interactive request
+arrives; its remaining items go back to the backlog, behind the newcomer.
 
 Each batch's results are handed to the loop as soon as the batch is done; a request's future
 resolves when all of its items have a result. A failed batch fails exactly the requests that
@@ -140,6 +141,7 @@ class BatchWorker(Generic[Item, Result]):
 
     async def stop(self) -> None:
         """Stop taking work and fail everything still pending or in flight (nothing hangs)."""
+        self._interactive_waiting.set()  # a bulk round in progress ends at its next batch
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
