@@ -56,11 +56,10 @@ class PsycopgTransport:
         owner_lock = secrets.randbits(62)
         try:
             # one plain connection first: it fails fast with libpq's own reason (refused, auth, ...)
-            liveness = await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            liveness = await _owner_session(conninfo, owner_lock, CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise Unavailable(f"cannot connect to the database: {_first_line(exc)}") from exc
         try:
-            await liveness.execute("SELECT pg_advisory_lock(%s)", (owner_lock,))
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
@@ -101,15 +100,8 @@ class PsycopgTransport:
             if not (self._liveness.closed or self._liveness.broken):
                 return  # another check reopened it meanwhile
             try:
-                liveness = await AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=PING_CONNECT_TIMEOUT_S
-                )
+                liveness = await _owner_session(self._conninfo, self.owner_lock, PING_CONNECT_TIMEOUT_S)
             except psycopg.Error as exc:
-                raise Unavailable(f"database unavailable: {_first_line(exc)}") from exc
-            try:
-                await liveness.execute("SELECT pg_advisory_lock(%s)", (self.owner_lock,))
-            except psycopg.Error as exc:
-                await liveness.close()
                 raise _translate(exc) from exc
             await self._liveness.close()
             self._liveness = liveness
@@ -129,6 +121,17 @@ class PsycopgTransport:
             await self._liveness.execute("SELECT pg_advisory_unlock_all()")
         await self._liveness.close()
         await self._pool.close()
+
+
+async def _owner_session(conninfo: str, owner_lock: int, timeout: int) -> AsyncConnection:
+    """A session of its own holding the process's owner lock (the liveness connection)."""
+    session = await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=timeout)
+    try:
+        await session.execute("SELECT pg_advisory_lock(%s)", (owner_lock,))
+    except psycopg.Error:
+        await session.close()
+        raise
+    return session
 
 
 def _translate(exc: psycopg.Error) -> RagServerError:
