@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ragserver.api.looplag import LoopLagMonitor
+from ragserver.looplag import LoopLagMonitor
 
 
 async def test_a_blocked_loop_shows_up_as_lag() -> None:

@@ -1,6 +1,6 @@
 """The ASGI application: FastAPI and Socket.IO on one port, with a lifespan that owns the resources.
 
-Wiring only. What comes up in which order lives in `api.runtime.Runtime`; routes live in `api/`.
+Wiring only. What comes up in which order lives in `ragserver.runtime.Runtime`; routes live in `api/`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from ragserver import __version__
 from ragserver.api import crawl, health, knowledge, ml, progress, rag
 from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
 from ragserver.api.handlers import error_responses, install_error_handlers
-from ragserver.api.logredact import secrets_masked_in_logs
 from ragserver.api.realtime import build_socketio
-from ragserver.api.runtime import Runtime
 from ragserver.config import Settings, get_settings
+from ragserver.logredact import secrets_masked_in_logs
+from ragserver.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ class _Session:
     """A Runtime opened for one CLI command: fail fast on the database, stop cleanly at the end."""
 
     def __init__(self, settings: Settings, *, ml: bool = True) -> None:
-        from ragserver.api.runtime import Runtime
+        from ragserver.runtime import Runtime
 
         self.runtime = Runtime(settings, server=False)
         self.ml = ml

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ragserver.api.runtime import Runtime
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
+from ragserver.runtime import Runtime
 from ragserver.search.service import SearchService
 
 

@@ -16,12 +16,12 @@ import gc
 import logging
 from typing import Any
 
-from ragserver.api.logredact import MASK, configured_secrets
-from ragserver.api.looplag import LoopLagMonitor
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
 from ragserver.errors import RagServerError, Unavailable
 from ragserver.ingest.service import IngestService
+from ragserver.logredact import MASK, configured_secrets
+from ragserver.looplag import LoopLagMonitor
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
 from ragserver.search.service import SearchService
