@@ -15,6 +15,9 @@ Foreign errors (psycopg, httpx, torch, pypdf) are translated at the boundary wit
       Busy                         429  a queue is full; retry later
       Unavailable                  503  a dependency (database, ML env) is not ready
       StoreError                   500  the database failed in an unexpected way
+        SchemaMismatch             503  the database's schema is not one this release can run on
+                                        (a released migration edited, or a newer release's schema):
+                                        fatal at start-up, never retried
       MLError                      500  inference failed
       CrawlError                   502  fetching a page failed
 """
@@ -28,14 +31,14 @@ class RagServerError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, details: dict | None = None) -> None:
+    def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """The JSON body the API returns for this error."""
-        body = {"success": False, "error": self.code, "message": self.message}
+        body: dict[str, object] = {"success": False, "error": self.code, "message": self.message}
         if self.details:
             body["details"] = self.details
         return body
@@ -87,6 +90,11 @@ class Unavailable(RagServerError):
 
 class StoreError(RagServerError):
     code = "store_error"
+
+
+class SchemaMismatch(StoreError):
+    status_code = 503
+    code = "schema_mismatch"
 
 
 class MLError(RagServerError):
