@@ -42,6 +42,9 @@ class Settings:
     )
     use_reranking: bool = _setting(True, "Rerank search results when a reranker is available.")
     rerank_top_n: int = _setting(20, "How many fused candidates go to the reranker.")
+    rerank_load_wait_s: int = _setting(
+        30, "Seconds a search waits for a reranker that is still loading before it answers unreranked."
+    )
     rrf_k: int = _setting(60, "Reciprocal rank fusion constant k.")
     search_candidates: int = _setting(50, "Candidates taken from each of vector and full-text search before fusion.")
     max_upload_mb: int = _setting(50, "Largest accepted upload, in MiB.")
