@@ -1,57 +1,192 @@
-"""ProgressTracker pushes: status changes at once, counter updates coalesced, the latest state last."""
+"""ProgressTracker: pushes (status changes at once, counter updates coalesced on the injected clock,
+the latest state last) and the operation runner (outcome -> final state, cancel -> task cancelled)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from ragserver.progress import PUBLISH_INTERVAL_S, ProgressTracker
+import pytest
+
+from ragserver.errors import InputError
+from ragserver.progress import PUBLISH_INTERVAL_S, OperationCancelled, ProgressTracker
+
+pytestmark = pytest.mark.timeout(30)
 
 
-def recording_tracker() -> tuple[ProgressTracker, list[dict[str, Any]]]:
-    """A tracker and the list its one listener appends every pushed snapshot to."""
-    tracker = ProgressTracker()
+class SteppedClock:
+    """A clock that moves only when the test says so; due timers run inside `advance`."""
+
+    def __init__(self) -> None:
+        self.time = 1000.0
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.timers.append((self.time + delay, callback))
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+        due = sorted((t for t in self.timers if t[0] <= self.time), key=lambda t: t[0])
+        self.timers = [t for t in self.timers if t[0] > self.time]
+        for _, callback in due:
+            callback()
+
+
+def recording_tracker() -> tuple[ProgressTracker, SteppedClock, list[dict[str, Any]]]:
+    """A tracker on a stepped clock and the list its one listener appends every pushed snapshot to."""
+    clock = SteppedClock()
+    tracker = ProgressTracker(clock)
     pushed: list[dict[str, Any]] = []
 
     async def listener(snapshot: dict[str, Any]) -> None:
         pushed.append(snapshot)
 
     tracker.add_listener(listener)
-    return tracker, pushed
+    return tracker, clock, pushed
 
 
 async def test_updates_are_coalesced_and_the_latest_state_is_pushed_last() -> None:
-    tracker, pushed = recording_tracker()
+    tracker, clock, pushed = recording_tracker()
     op = tracker.start("upload")
     for _ in range(1000):  # an ingest counting documents as fast as it can
         op.increment(documents=1)
-    await asyncio.sleep(PUBLISH_INTERVAL_S * 2)
     await tracker.drain()
-    assert [s["status"] for s in pushed[:2]] == ["starting", "running"]  # each new status at once
-    assert len(pushed) <= 4, [s["counts"] for s in pushed]
-    assert pushed[-1]["counts"] == {"documents": 1000}  # the held update went out with the latest counts
+    assert [s["status"] for s in pushed] == ["starting", "running"]  # each new status at once, the rest held
+    assert pushed[-1]["counts"] == {"documents": 1}
+
+    clock.advance(PUBLISH_INTERVAL_S / 2)
+    await tracker.drain()
+    assert len(pushed) == 2  # still within the interval
+
+    clock.advance(PUBLISH_INTERVAL_S / 2)
+    await tracker.drain()
+    assert len(pushed) == 3 and pushed[-1]["counts"] == {"documents": 1000}  # one push with the latest counts
 
     op.increment(documents=1)
     op.finish("done")
     await tracker.drain()
     assert pushed[-1]["status"] == "completed" and pushed[-1]["counts"] == {"documents": 1001}
     count = len(pushed)
-    await asyncio.sleep(PUBLISH_INTERVAL_S * 2)
+    clock.advance(PUBLISH_INTERVAL_S * 2)
     await tracker.drain()
     assert len(pushed) == count  # nothing stale follows the final state
 
 
 async def test_each_operation_has_its_own_interval() -> None:
     """Updates of two operations held in the same interval both go out, each with its latest state."""
-    tracker, pushed = recording_tracker()
+    tracker, clock, pushed = recording_tracker()
     first, second = tracker.start("crawl"), tracker.start("upload")
     first.update(step="fetching")  # a new status: pushed at once
     second.update(step="parsing")
     first.increment(pages=1)  # held: within the interval of the first's last push
     second.increment(documents=1)
     second.increment(documents=1)
+    await tracker.drain()
     held = len(pushed)
-    await asyncio.sleep(PUBLISH_INTERVAL_S * 2)
+    assert held == 4
+    clock.advance(PUBLISH_INTERVAL_S)
     await tracker.drain()
     latest = {s["progressId"]: s["counts"] for s in pushed[held:]}
     assert latest == {first.id: {"pages": 1}, second.id: {"documents": 2}}
+    assert len(pushed) == held + 2
+
+
+async def test_run_ends_the_operation_from_the_outcome() -> None:
+    tracker = ProgressTracker()
+    done = tracker.start("ingest")
+
+    async def counted() -> dict[str, Any]:
+        return {"documents": 3}
+
+    result = await tracker.run(done, counted(), done=lambda r: f"{r['documents']} documents", stopped="stopped")
+    assert result == {"documents": 3}
+    assert (done.status, done.message, done.result, done.progress) == ("completed", "3 documents", result, 100.0)
+
+    async def refused() -> dict[str, Any]:
+        raise InputError("bad line 2")
+
+    failed = tracker.start("ingest")
+    with pytest.raises(InputError):
+        await tracker.run(failed, refused(), done=str, stopped="stopped")
+    assert (failed.status, failed.error) == ("failed", "bad line 2")
+
+    async def broken() -> dict[str, Any]:
+        raise RuntimeError("disk gone")
+
+    crashed = tracker.start("ingest")
+    with pytest.raises(RuntimeError):
+        await tracker.run(crashed, broken(), done=str, stopped="stopped")
+    assert (crashed.status, crashed.error) == ("failed", "RuntimeError: disk gone")
+
+
+async def test_a_cancel_request_cancels_work_that_is_waiting() -> None:
+    """The work waits on something that never comes: only the cancel event can end it."""
+    tracker = ProgressTracker()
+    op = tracker.start("crawl")
+    entered, never = asyncio.Event(), asyncio.Event()
+    cleaned_up: list[bool] = []
+
+    async def waiting() -> dict[str, Any]:
+        entered.set()
+        try:
+            await never.wait()
+        finally:
+            cleaned_up.append(True)
+        return {}
+
+    running = asyncio.create_task(tracker.run(op, waiting(), done=str, stopped="stopped; kept"))
+    await entered.wait()
+    assert tracker.cancel(op.id)
+    with pytest.raises(OperationCancelled):
+        await running
+    assert (op.status, op.message, cleaned_up) == ("cancelled", "stopped; kept", [True])
+    assert not tracker.cancel(op.id)  # already ended
+
+
+async def test_cancelling_the_caller_cancels_the_work_and_the_operation() -> None:
+    tracker = ProgressTracker()
+    op = tracker.start("ingest")
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    async def waiting() -> dict[str, Any]:
+        entered.set()
+        await never.wait()
+        return {}
+
+    running = asyncio.create_task(tracker.run(op, waiting(), done=str, stopped="stopped"))
+    await entered.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert op.status == "cancelled"
+
+
+async def test_cancel_all_stops_spawned_and_foreground_operations() -> None:
+    tracker = ProgressTracker()
+    spawned, foreground = tracker.start("upload"), tracker.start("ingest")
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    async def waiting() -> dict[str, Any]:
+        entered.set()
+        await never.wait()
+        return {}
+
+    tracker.spawn(spawned, waiting(), done=str, stopped="stopped")
+    await entered.wait()
+
+    async def cooperative() -> None:  # a caller that checks between units of work, as ingest does
+        while True:
+            await asyncio.sleep(0)
+            if foreground.cancelled:
+                foreground.mark_cancelled()
+                return
+
+    checker = asyncio.create_task(cooperative())
+    await tracker.cancel_all(timeout=10)
+    assert (spawned.status, foreground.status) == ("cancelled", "cancelled")  # it returned once both ended
+    assert tracker.list(active_only=True) == []
+    await checker

@@ -5,8 +5,13 @@ keeps the latest state (for `GET /api/progress/{id}` with an ETag) and pushes ch
 registered listeners (the Socket.IO room of that id). Pushes are coalesced: a change of status
 goes out at once, counter updates at most every PUBLISH_INTERVAL_S per operation, always ending
 with the latest state; an ingest updates its counters per document, and each push is a
-websocket send to every subscriber, all on the event loop. Cancellation is cooperative: the
-service calls `raise_if_cancelled()` between units of work.
+websocket send to every subscriber, all on the event loop. The interval is measured on an
+injected Clock (the event loop's by default), so tests step time instead of sleeping.
+
+`ProgressTracker.run` and `.spawn` are the one way a service runs an operation's work: the
+outcome ends the operation (completed, failed or cancelled), and a cancel request cancels the
+work's task at once, while it waits on anything. Services may still call `raise_if_cancelled()`
+between units of work that they drive themselves.
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ragserver.errors import NotFound, RagServerError
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], Awaitable[None]]
+Result = dict[str, Any]
+Work = Coroutine[Any, Any, Result]
 
 ACTIVE = {"starting", "running", "cancelling"}
 FINAL = {"completed", "failed", "cancelled"}
@@ -39,6 +46,30 @@ class OperationCancelled(RagServerError):
 
     status_code = 409
     code = "cancelled"
+
+
+class Clock(Protocol):
+    """Time as the coalescing of pushes sees it: a monotonic reading and a timer."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run `callback` once `delay` seconds have passed on this clock."""
+        ...
+
+
+class LoopClock:
+    """The running event loop's clock and timers (the default)."""
+
+    def now(self) -> float:
+        """The loop's monotonic time."""
+        return asyncio.get_running_loop().time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """A loop timer."""
+        asyncio.get_running_loop().call_later(delay, callback)
 
 
 @dataclass
@@ -59,11 +90,20 @@ class Operation:
     updated_at: float = field(default_factory=time.time)
     version: int = 0  # bumped on every change (a clock tick can hold several)
     _cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def cancelled(self) -> bool:
         """True once someone asked to stop this operation."""
         return self._cancel.is_set()
+
+    async def cancel_requested(self) -> None:
+        """Returns once someone asked to stop this operation (what the runner's watcher awaits)."""
+        await self._cancel.wait()
+
+    async def ended(self) -> None:
+        """Returns once the operation is completed, failed or cancelled."""
+        await self._ended.wait()
 
     def raise_if_cancelled(self) -> None:
         """Services call this between units of work to honour a stop request."""
@@ -140,7 +180,7 @@ class Operation:
         body = json.dumps(self.snapshot(), sort_keys=True, default=str).encode()
         return '"' + hashlib.sha1(body).hexdigest() + '"'
 
-    def _end(self, status: str, message: str, *, error: str | None = None, result: dict | None = None) -> None:
+    def _end(self, status: str, message: str, *, error: str | None = None, result: Result | None = None) -> None:
         if self.status in FINAL:
             return
         self.status = status
@@ -151,6 +191,7 @@ class Operation:
         if status == "completed":
             self.progress = 100.0
         self._changed()
+        self._ended.set()
 
     def _changed(self) -> None:
         self.updated_at = time.time()
@@ -159,13 +200,15 @@ class Operation:
 
 
 class ProgressTracker:
-    """Registry of operations and fan-out of their changes to async listeners."""
+    """Registry of operations, the runner of their work, and fan-out of their changes to async listeners."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or LoopClock()
         self._operations: dict[str, Operation] = {}
         self._listeners: list[Listener] = []
-        self._tasks: set[asyncio.Task] = set()
-        self._pushed: dict[str, tuple[float, str, int]] = {}  # id -> (monotonic, status, version) pushed
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # spawned operations: referenced until they end
+        self._pushed: dict[str, tuple[float, str, int]] = {}  # id -> (clock time, status, version) pushed
         self._held: set[str] = set()  # ids with a push scheduled for later
 
     def start(self, kind: str, *, message: str = "", operation_id: str | None = None) -> Operation:
@@ -196,6 +239,61 @@ class ProgressTracker:
         """Register an async callback that receives every snapshot change."""
         self._listeners.append(listener)
 
+    # -- running an operation's work ------------------------------------------------------------
+
+    async def run(self, op: Operation, work: Work, *, done: Callable[[Result], str], stopped: str) -> Result:
+        """Await `work` as the work of `op` and end `op` from the outcome; re-raises a failure.
+
+        A cancel request cancels the work's task; the operation then ends cancelled with the
+        message `stopped`, and the caller gets OperationCancelled. Cancelling the caller (shutdown)
+        cancels the work too. On success the operation completes with `done(result)`.
+        """
+        try:
+            result = await _until_cancel_requested(op, asyncio.ensure_future(work))
+        except (OperationCancelled, asyncio.CancelledError):
+            op.mark_cancelled(stopped)
+            raise
+        except RagServerError as exc:
+            op.fail(exc.message)
+            raise
+        except Exception as exc:
+            log.exception("operation %s (%s) failed", op.id, op.kind)
+            op.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        op.finish(done(result), result=result)
+        return result
+
+    def spawn(self, op: Operation, work: Work, *, done: Callable[[Result], str], stopped: str) -> None:
+        """`run` in the background (the server): the outcome is on the operation, failures are logged there."""
+
+        async def quietly() -> None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self.run(op, work, done=done, stopped=stopped)
+
+        task = asyncio.get_running_loop().create_task(quietly(), name=f"{op.kind}-{op.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def cancel_all(self, timeout: float = 10.0) -> None:
+        """At shutdown: ask every active operation to stop and wait (up to `timeout`) for them to end.
+
+        Spawned work still running after that is cancelled outright and awaited.
+        """
+        active = [op for op in self._operations.values() if op.status in ACTIVE]
+        for op in active:
+            op.cancel()
+        waits = [asyncio.ensure_future(op.ended()) for op in active] + list(self._running)
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
+        for wait in waits:
+            wait.cancel()
+        if self._running:
+            await asyncio.wait(list(self._running))
+        with contextlib.suppress(Exception):
+            await self.drain()
+
+    # -- fan-out --------------------------------------------------------------------------------
+
     def publish(self, op: Operation) -> None:
         """Push the operation's state to every listener without blocking the caller.
 
@@ -209,12 +307,12 @@ class ProgressTracker:
         except RuntimeError:
             return
         pushed = self._pushed.get(op.id)
-        wait = 0.0 if pushed is None or pushed[1] != op.status else pushed[0] + PUBLISH_INTERVAL_S - time.monotonic()
+        wait = pushed[0] + PUBLISH_INTERVAL_S - self._clock.now() if pushed and pushed[1] == op.status else 0.0
         if wait <= 0:
             self._push(loop, op)
         elif op.id not in self._held:
             self._held.add(op.id)
-            loop.call_later(wait, self._push_held, loop, op)
+            self._clock.call_later(wait, lambda: self._push_held(loop, op))
 
     def _push_held(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
         self._held.discard(op.id)
@@ -223,31 +321,20 @@ class ProgressTracker:
             self._push(loop, op)
 
     def _push(self, loop: asyncio.AbstractEventLoop, op: Operation) -> None:
-        self._pushed[op.id] = (time.monotonic(), op.status, op.version)
+        self._pushed[op.id] = (self._clock.now(), op.status, op.version)
         snapshot = op.snapshot()
         for listener in self._listeners:
             task = loop.create_task(self._deliver(listener, snapshot))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
 
     async def drain(self) -> None:
         """Wait until every delivery already started has run (used at shutdown and in tests).
 
         Pushes still held by the coalescing interval are not waited for; final states are never
         held (a new status goes out at once)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def cancel_all(self, timeout: float = 10.0) -> None:
-        """At shutdown: ask every active operation to stop and give them a moment to clean up."""
-        active = [op for op in self._operations.values() if op.status in ACTIVE]
-        for op in active:
-            op.cancel()
-        deadline = time.monotonic() + timeout
-        while any(op.status in ACTIVE for op in active) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        with contextlib.suppress(Exception):
-            await self.drain()
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
 
     @staticmethod
     async def _deliver(listener: Listener, snapshot: dict[str, Any]) -> None:
@@ -264,3 +351,20 @@ class ProgressTracker:
         for op in finished[: len(finished) - KEEP_FINISHED]:
             del self._operations[op.id]
             self._pushed.pop(op.id, None)
+
+
+async def _until_cancel_requested(op: Operation, work: asyncio.Future[Result]) -> Result:
+    """The work's result; its task is cancelled when `op` is asked to stop (OperationCancelled then)
+    or when the caller is cancelled (CancelledError), and awaited either way before returning."""
+    stop = asyncio.ensure_future(op.cancel_requested())
+    either: list[asyncio.Future[Any]] = [work, stop]
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.wait({work})  # not gather: a second cancel of the caller must not re-cancel the work
+    if work.cancelled():
+        raise OperationCancelled(f"operation {op.id} was cancelled")
+    return work.result()
