@@ -57,4 +57,4 @@ async def rerank(body: RerankRequest, ml: MLDep) -> RerankResponse:
     scores = await ml.rerank(body.query, body.documents)
     ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[: body.top_n]
     results = [RerankResult(index=i, score=scores[i], document=body.documents[i]) for i in ranked]
-    return RerankResponse(results=results, model=ml.status()["reranker"]["model"])
+    return RerankResponse(results=results, model=ml.reranker_model)

@@ -8,7 +8,9 @@ query-document pair, so "ready" here means the server will rerank.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from ragserver.config import Settings
 from ragserver.errors import RagServerError
@@ -20,12 +22,14 @@ from ragserver.ml.reranker import load_reranker
 CHECK_QUERY = "What does pgvector add to Postgres?"
 CHECK_DOCUMENT = "pgvector adds a vector column type and nearest-neighbour indexes to Postgres."
 
+T = TypeVar("T")
 
-def _timed(step: dict[str, Any], label: str, func, *args):
+
+def _timed(step: dict[str, Any], label: str, func: Callable[[], T]) -> T | None:
     """Run one step, recording its seconds under `label`; on failure record the error text."""
     started = time.perf_counter()
     try:
-        return func(*args)
+        return func()
     except Exception as exc:
         step["ok"] = False
         step["error"] = exc.message if isinstance(exc, RagServerError) else f"{type(exc).__name__}: {exc}"
@@ -47,7 +51,9 @@ def run_check(settings: Settings) -> dict[str, Any]:
     report["sentence_transformers"] = sentence_transformers.__version__
     report["hf_cache"] = {"path": str(hf_hub_cache()), "models": cached_models()}
     placement = _timed(
-        report.setdefault("device", {"setting": settings.ml_device}), "choose", choose_placement, settings.ml_device
+        report.setdefault("device", {"setting": settings.ml_device}),
+        "choose",
+        partial(choose_placement, settings.ml_device),
     )
     if placement is None:
         report["ok"] = False
@@ -56,24 +62,26 @@ def run_check(settings: Settings) -> dict[str, Any]:
 
     embed_step: dict[str, Any] = {"model": settings.embedding_model}
     report["embedder"] = embed_step
-    path = _timed(embed_step, "resolve", resolve_model_path, settings.embedding_model)
+    path = _timed(embed_step, "resolve", partial(resolve_model_path, settings.embedding_model))
     if path is not None:
         embed_step["path"] = str(path)
-        embedder = _timed(embed_step, "load", SentenceTransformerEmbedder, settings.embedding_model, path, placement)
+        embedder = _timed(
+            embed_step, "load", partial(SentenceTransformerEmbedder, settings.embedding_model, path, placement)
+        )
         if embedder is not None:
-            vector = _timed(embed_step, "embed", embedder.embed, [CHECK_QUERY])
+            vector = _timed(embed_step, "embed", partial(embedder.embed, [CHECK_QUERY]))
             if vector is not None:
                 embed_step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
 
     rerank_step: dict[str, Any] = {"model": settings.reranker_model}
     report["reranker"] = rerank_step
-    path = _timed(rerank_step, "resolve", resolve_model_path, settings.reranker_model)
+    path = _timed(rerank_step, "resolve", partial(resolve_model_path, settings.reranker_model))
     if path is not None:
         rerank_step["path"] = str(path)
-        reranker = _timed(rerank_step, "load", load_reranker, settings.reranker_model, path, placement)
+        reranker = _timed(rerank_step, "load", partial(load_reranker, settings.reranker_model, path, placement))
         if reranker is not None:
             rerank_step["kind"] = reranker.kind
-            scores = _timed(rerank_step, "score", reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)])
+            scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
             if scores is not None:
                 rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
     report["ok"] = all(report[key].get("ok", True) for key in ("device", "embedder", "reranker"))

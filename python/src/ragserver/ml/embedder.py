@@ -64,7 +64,8 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return vectors.astype("float32").tolist()
+        rows: list[list[float]] = vectors.astype("float32").tolist()
+        return rows
 
 
 def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:

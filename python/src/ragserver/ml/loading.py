@@ -11,8 +11,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragserver.errors import Unavailable
+
+if TYPE_CHECKING:
+    import torch
 
 FIX_MODELS = "./bootstrap-ml-env.sh (downloads the models into the HF cache once)"
 # Tokens per forward pass on CPU (BENCHMARKS.md, reranker efficiency and ingest throughput):
@@ -58,7 +62,7 @@ def resolve_model_path(name: str) -> Path:
         ) from exc
 
 
-def cached_models() -> list[dict]:
+def cached_models() -> list[dict[str, object]]:
     """The model entries of the HF cache (repo id, revisions, size), for check-ml."""
     cache = hf_hub_cache()
     if not cache.is_dir():
@@ -80,11 +84,12 @@ class Placement:
     device: str
     dtype: str  # "float32" | "bfloat16" | "float16"
 
-    def torch_dtype(self):
+    def torch_dtype(self) -> torch.dtype:
         """The torch dtype object (torch imported lazily)."""
         import torch
 
-        return getattr(torch, self.dtype)
+        dtype: torch.dtype = getattr(torch, self.dtype)
+        return dtype
 
     def batch_tokens(self, configured: int) -> int:
         """Token budget of one forward pass: ML_MAX_BATCH_TOKENS, capped at CPU_BATCH_TOKENS on CPU."""

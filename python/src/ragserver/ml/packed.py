@@ -82,8 +82,8 @@ def packed_attention(
             )
         else:  # context + own as one causal prompt (the fast unmasked kernel); keep only own's rows
             context = slice(context_start, context_end)
-            both = [torch.cat([t[:, :, context], t[:, :, own]], dim=2) for t in (query, key, value)]
-            part = scaled_dot_product_attention(*both, is_causal=True, scale=scaling)[
+            q, k, v = (torch.cat([t[:, :, context], t[:, :, own]], dim=2) for t in (query, key, value))
+            part = scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)[
                 :, :, context_end - context_start :
             ]
         output[:, own] = part.transpose(1, 2)

@@ -56,7 +56,7 @@ def _import_stack() -> str:
     """Import torch and the libraries the models need; returns torch's version."""
     force_offline()  # before transformers/huggingface_hub read their environment
     modules = [importlib.import_module(name) for name in STACK]
-    return modules[0].__version__
+    return str(modules[0].__version__)
 
 
 def probe_env(env_dir: Path) -> EnvStatus:

@@ -67,7 +67,7 @@ class CausalLMReranker:
         self._tokenizer = tokenizer
         self._model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=placement.torch_dtype(), local_files_only=True, attn_implementation=packed.register()
-        ).to(placement.device)
+        ).to(placement.device)  # type: ignore[arg-type]  # @wraps(Module.to) hides the bound method from mypy
         self._model.eval()
         self._prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
         self._suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)

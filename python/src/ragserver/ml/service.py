@@ -2,8 +2,11 @@
 
 `start()` probes the ML env and loads the models in a thread; it never raises for a missing
 or broken env or model, it records the state so /health can say what is wrong and how to
-fix it, and search falls back to full-text. Models are cached per process (keyed by name,
-folder and placement), so several app instances in one process (tests, CLI) load them once.
+fix it, and search falls back to full-text. The embedder serves as soon as it is loaded, while
+the reranker is still loading; searches wait a bounded time for the reranker through
+`reranker_settled()` instead of silently answering unreranked. Models are cached per process
+(keyed by name, folder and placement), so several app instances in one process (tests, CLI) load
+them once.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import asyncio
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Generic, TypedDict, TypeVar
 
 from ragserver.config import Settings
 from ragserver.errors import Unavailable
@@ -32,23 +37,58 @@ from ragserver.ml.probe import EnvStatus, probe_env
 from ragserver.ml.reranker import load_reranker
 from ragserver.ml.worker import BatchWorker
 
-_MODELS: dict[tuple, Any] = {}
-_MODELS_LOCK = threading.Lock()
+ModelT = TypeVar("ModelT")
+Loader = Callable[[str, Path, Placement], ModelT]
 
 
-def _cached_model(kind: str, name: str, placement: Placement, factory: Callable[..., Any]) -> Any:
-    """Load a model once per process (blocking; call from a thread)."""
-    path = resolve_model_path(name)
-    key = (kind, name, str(path), placement)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = factory(name, path, placement)
-        return _MODELS[key]
+class _ModelCache(Generic[ModelT]):
+    """Models of one kind loaded once per process, by (name, resolved folder, placement)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str, Placement], ModelT] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, placement: Placement, loader: Loader[ModelT]) -> ModelT:
+        """The cached model, loading it first if needed (blocking; call from a thread)."""
+        path = resolve_model_path(name)
+        key = (name, str(path), placement)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = loader(name, path, placement)
+            return self._models[key]
+
+
+_EMBEDDERS: _ModelCache[Embedder] = _ModelCache()
+_RERANKERS: _ModelCache[Reranker] = _ModelCache()
 
 
 def estimate_tokens(text: str) -> int:
     """Rough token count (~4 characters per token) when no tokenizer is loaded."""
     return math.ceil(len(text) / 4)
+
+
+@dataclass
+class ModelState:
+    """What /health says of one model: not_started | loading | ready | failed | unavailable | disabled."""
+
+    state: str = "not_started"
+    reason: str | None = None
+    details: dict[str, object] = field(default_factory=dict)  # e.g. the fix, from Unavailable's details
+
+    def set(self, state: str, reason: str | None = None, details: dict[str, object] | None = None) -> None:
+        self.state, self.reason, self.details = state, reason, dict(details or {})
+
+    def to_dict(self) -> dict[str, object]:
+        return {"state": self.state, "reason": self.reason, **self.details}
+
+
+class MLStatus(TypedDict):
+    """The ML part of /health."""
+
+    env: dict[str, object]
+    cpu_threads: dict[str, int] | None  # torch threads of a search / bulk forward pass
+    embedder: dict[str, object]
+    reranker: dict[str, object]
 
 
 class MLService:
@@ -57,75 +97,105 @@ class MLService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedding_model = settings.embedding_model
+        self.reranker_model = settings.reranker_model
         self._env: EnvStatus | None = None
-        self._embedder: SentenceTransformerEmbedder | None = None
-        self._reranker: Any = None
+        self._embedder: Embedder | None = None
+        self._reranker: Reranker | None = None
         self._placement: Placement | None = None
-        self._cpu_threads: dict[str, int] | None = None  # torch threads per forward pass: search, bulk
-        self._embed_state = {"state": "not_started", "reason": None}
-        self._rerank_state = {"state": "not_started", "reason": None}
+        self._cpu_threads: dict[str, int] | None = None
+        self._embed_state = ModelState()
+        self._rerank_state = ModelState()
+        self._rerank_settled = asyncio.Event()  # set once the reranker is ready, failed, disabled or stopped
         self._embed_worker: BatchWorker[str, list[float]] | None = None
         self._rerank_worker: BatchWorker[tuple[str, str], float] | None = None
 
     async def start(self) -> None:
-        """Probe the env and load the models off the loop; failures become states, not exceptions."""
+        """Probe the env and load the models off the loop; failures become states, not exceptions.
+
+        The embedder's worker starts before the reranker loads, so searches embed meanwhile.
+        """
+        self._embed_state.set("loading", "probing the ML environment")
+        if self.settings.use_reranking:
+            self._rerank_state.set("loading", "probing the ML environment")
+        else:
+            self._settle_reranker("disabled", "USE_RERANKING=false")
+        try:
+            await self._start()
+        finally:  # whatever happened (even a cancelled start), a waiting search must not wait in vain
+            if not self._rerank_settled.is_set():
+                self._settle_reranker(self._rerank_state.state, self._rerank_state.reason, self._rerank_state.details)
+
+    async def _start(self) -> None:
         self._env = await asyncio.to_thread(probe_env, self.settings.ml_user_base)
         if self._env.state != "ready":
             reason = f"ML env {self._env.state}: {self._env.reason}"
-            self._embed_state = {"state": "unavailable", "reason": reason, "fix": self._env.fix}
-            self._rerank_state = dict(self._embed_state)
+            self._embed_state.set("unavailable", reason, {"fix": self._env.fix})
+            self._settle_reranker("unavailable", reason, {"fix": self._env.fix})
             return
         try:
-            self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
+            placement = self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
         except Unavailable as exc:
-            self._embed_state = {"state": "failed", "reason": exc.message}
-            self._rerank_state = dict(self._embed_state)
+            self._embed_state.set("failed", exc.message)
+            self._settle_reranker("failed", exc.message)
             return
-        self._embedder = await self._load("embedder", SentenceTransformerEmbedder, self._embed_state)
-        if not self.settings.use_reranking:
-            self._rerank_state = {"state": "disabled", "reason": "USE_RERANKING=false"}
-        else:
-            self._reranker = await self._load("reranker", load_reranker, self._rerank_state)
-        budget, queue = self.batch_tokens, self.settings.ml_queue_size
         self._cpu_threads = {"search": search_cpu_threads(self.settings.ml_threads), "bulk": usable_cores()}
         search_setup = partial(use_cpu_threads, self._cpu_threads["search"])
         bulk_setup = partial(use_cpu_threads, self._cpu_threads["bulk"])
-        if self._embedder is not None:
-            embedder, limit = self._embedder, self._embedder.max_seq_length
+        if self.settings.use_reranking:
+            self._rerank_state.set("loading", f"waiting for the embedder ({self.settings.embedding_model}) to load")
+        embedder = await self._load(
+            self.settings.embedding_model, _EMBEDDERS, SentenceTransformerEmbedder, placement, self._embed_state
+        )
+        if embedder is not None:
+            self._embedder = embedder
+            limit = embedder.max_seq_length
             self._embed_worker = BatchWorker(
                 "embedder",
                 embedder.embed,
                 lambda texts: [min(n, limit) for n in embedder.measure(texts)],
-                max_batch_tokens=budget,
-                queue_size=queue,
+                max_batch_tokens=self.batch_tokens,
+                queue_size=self.settings.ml_queue_size,
                 thread_setup=search_setup,
                 bulk_executor=bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=bulk_setup),
             )
             self._embed_worker.start()
-        if self._reranker is not None:
+        if not self.settings.use_reranking:
+            return
+        reranker = await self._load(
+            self.settings.reranker_model, _RERANKERS, load_reranker, placement, self._rerank_state
+        )
+        if reranker is not None:
+            self._reranker = reranker
             self._rerank_worker = BatchWorker(
                 "reranker",
-                self._reranker.score,
-                self._reranker.count_tokens,
-                max_batch_tokens=budget,
-                queue_size=queue,
+                reranker.score,
+                reranker.count_tokens,
+                max_batch_tokens=self.batch_tokens,
+                queue_size=self.settings.ml_queue_size,
                 thread_setup=search_setup,
             )
             self._rerank_worker.start()
+        self._rerank_settled.set()
 
-    async def _load(self, kind: str, factory: Callable[..., Any], state: dict) -> Any:
-        name = self.settings.embedding_model if kind == "embedder" else self.settings.reranker_model
-        state.update(state="loading", reason=None)
+    async def _load(
+        self, name: str, cache: _ModelCache[ModelT], loader: Loader[ModelT], placement: Placement, state: ModelState
+    ) -> ModelT | None:
+        """One model through the process cache; `state` says loading, then ready or failed (never raises)."""
+        state.set("loading", f"loading {name}")
         try:
-            model = await asyncio.to_thread(_cached_model, kind, name, self._placement, factory)
+            model = await asyncio.to_thread(cache.get, name, placement, loader)
         except Unavailable as exc:
-            state.update(state="failed", reason=exc.message, **exc.details)
+            state.set("failed", exc.message, exc.details)
             return None
         except Exception as exc:  # a model that does not load must not take the server down
-            state.update(state="failed", reason=f"loading {name} failed: {type(exc).__name__}: {exc}")
+            state.set("failed", f"loading {name} failed: {type(exc).__name__}: {exc}")
             return None
-        state.update(state="ready", reason=None)
+        state.set("ready")
         return model
+
+    def _settle_reranker(self, state: str, reason: str | None, details: dict[str, object] | None = None) -> None:
+        self._rerank_state.set(state, reason, details)
+        self._rerank_settled.set()
 
     async def stop(self) -> None:
         """Stop the workers; pending requests fail with Unavailable. Models stay cached."""
@@ -133,6 +203,15 @@ class MLService:
             if worker is not None:
                 await worker.stop()
         self._embed_worker = self._rerank_worker = None
+        self._rerank_settled.set()
+
+    async def reranker_settled(self) -> None:
+        """Returns once the reranker is ready, has failed, is disabled or the service stopped.
+
+        Searches await it (bounded by RERANK_LOAD_WAIT_S) so that a query in the first seconds
+        after start is reranked like any other, instead of silently answering in fused order.
+        """
+        await self._rerank_settled.wait()
 
     @property
     def embedder_ready(self) -> bool:
@@ -141,6 +220,11 @@ class MLService:
     @property
     def reranker_ready(self) -> bool:
         return self._rerank_worker is not None
+
+    @property
+    def reranker_state(self) -> str:
+        """not_started | loading | ready | failed | unavailable | disabled (as /health shows it)."""
+        return self._rerank_state.state
 
     @property
     def dimension(self) -> int | None:
@@ -174,26 +258,27 @@ class MLService:
             "reranker": self._rerank_worker.batches_run if self._rerank_worker else 0,
         }
 
-    def status(self) -> dict[str, Any]:
-        """The ML part of /health."""
-        env = (
+    def status(self) -> MLStatus:
+        """The ML part of /health: the env, then each model's state, model, kind and device."""
+        env: dict[str, object] = (
             self._env.to_dict()
             if self._env
             else {"state": "not_started", "reason": None, "fix": None, "manifest": None}
         )
         device = self._placement.device if self._placement else None
-        embedder = {**self._embed_state, "model": self.settings.embedding_model, "dimension": self.dimension}
+        embedder = {
+            **self._embed_state.to_dict(),
+            "model": self.embedding_model,
+            "dimension": self.dimension,
+            "device": device if self._embedder else None,
+        }
         reranker = {
-            **self._rerank_state,
-            "model": self.settings.reranker_model,
-            "kind": getattr(self._reranker, "kind", None),
+            **self._rerank_state.to_dict(),
+            "model": self.reranker_model,
+            "kind": self._reranker.kind if self._reranker else None,
+            "device": device if self._reranker else None,
         }
-        return {
-            "env": env,
-            "cpu_threads": self._cpu_threads,  # torch threads of a search / bulk forward pass
-            "embedder": {**embedder, "device": device if self._embedder else None},
-            "reranker": {**reranker, "device": device if self._reranker else None},
-        }
+        return {"env": env, "cpu_threads": self._cpu_threads, "embedder": embedder, "reranker": reranker}
 
     async def embed(self, texts: list[str], *, bulk: bool = False) -> list[list[float]]:
         """Unit-length embeddings of `texts`; Unavailable when not ready, Busy when the queue is full.
@@ -201,13 +286,13 @@ class MLService:
         `bulk` (ingest, re-embed) yields to searches and runs at low priority.
         """
         if self._embed_worker is None:
-            raise Unavailable(f"embedder not ready: {self._embed_state['reason']}", details=self._fix())
+            raise Unavailable(f"embedder not ready: {self._embed_state.reason}", details=self._fix())
         return await self._embed_worker.submit(list(texts), bulk=bulk)
 
     async def rerank(self, query: str, documents: list[str]) -> list[float]:
         """Relevance in [0, 1] of each document to `query`, in input order."""
         if self._rerank_worker is None:
-            raise Unavailable(f"reranker not ready: {self._rerank_state['reason']}", details=self._fix())
+            raise Unavailable(f"reranker not ready: {self._rerank_state.reason}", details=self._fix())
         return await self._rerank_worker.submit([(query, doc) for doc in documents])
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -216,5 +301,5 @@ class MLService:
             return [estimate_tokens(text) for text in texts]
         return self._embedder.count_tokens(texts)
 
-    def _fix(self) -> dict[str, Any]:
+    def _fix(self) -> dict[str, object]:
         return {"fix": self._env.fix} if self._env and self._env.fix else {}

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from ragserver.errors import Busy, MLError, RagServerError, Unavailable
 
@@ -48,14 +48,9 @@ class _Request(Generic[Item, Result]):
     """One caller's items and the loop future that gets all their results, in order."""
 
     items: Sequence[Item]
-    future: asyncio.Future
+    future: asyncio.Future[list[Result]]
     bulk: bool = False
-    results: list[Any] = field(default_factory=list)
-    missing: int = 0
-
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.items)
-        self.missing = len(self.items)
+    results: dict[int, Result] = field(default_factory=dict)  # by item index, filled batch by batch
 
     @property
     def rank(self) -> int:
@@ -63,6 +58,9 @@ class _Request(Generic[Item, Result]):
         if self.bulk:
             return 2
         return 0 if len(self.items) <= SMALL_REQUEST_ITEMS else 1
+
+
+_Ref: TypeAlias = tuple[_Request[Item, Result], int]  # one item of a request: (request, item index)
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -108,12 +106,12 @@ class BatchWorker(Generic[Item, Result]):
         self._run_batch = run_batch
         self._measure = measure
         self._max_batch_tokens = max(1, max_batch_tokens)
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max(1, queue_size))
+        self._queue: asyncio.Queue[_Request[Item, Result]] = asyncio.Queue(maxsize=max(1, queue_size))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{name}", initializer=thread_setup)
         self._bulk_executor = bulk_executor or self._executor
         self._interactive_waiting = threading.Event()  # tells a running bulk round to step aside
-        self._task: asyncio.Task | None = None
-        self._in_flight: list[_Request] = []
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[_Request[Item, Result]] = []
         self.batches_run = 0  # forward passes so far (observability and tests)
 
     def start(self) -> None:
@@ -130,7 +128,7 @@ class BatchWorker(Generic[Item, Result]):
             raise Unavailable(f"the {self.name} worker is not running")
         if not items:
             return []
-        request: _Request = _Request(items, asyncio.get_running_loop().create_future(), bulk)
+        request: _Request[Item, Result] = _Request(items, asyncio.get_running_loop().create_future(), bulk)
         try:
             self._queue.put_nowait(request)
         except asyncio.QueueFull:
@@ -158,7 +156,7 @@ class BatchWorker(Generic[Item, Result]):
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
-        backlog: list[tuple[_Request, int]] = []  # items taken from the queue, not yet run
+        backlog: list[_Ref[Item, Result]] = []  # items taken from the queue, not yet run
         while True:
             fresh = [] if backlog else [await self._queue.get()]
             self._interactive_waiting.clear()  # set again by any interactive request from here on
@@ -188,8 +186,8 @@ class BatchWorker(Generic[Item, Result]):
             self._in_flight = list(dict.fromkeys(request for request, _ in backlog))
 
     def _run_round(
-        self, loop: asyncio.AbstractEventLoop, refs: list[tuple[_Request, int]], yielding: bool
-    ) -> list[tuple[_Request, int]]:
+        self, loop: asyncio.AbstractEventLoop, refs: list[_Ref[Item, Result]], yielding: bool
+    ) -> list[_Ref[Item, Result]]:
         """Inference thread: size, sort, batch, run; each batch's outcome goes back to the loop.
 
         A `yielding` (bulk) round stops before its next batch once an interactive request is
@@ -204,8 +202,9 @@ class BatchWorker(Generic[Item, Result]):
             batch_refs = [refs[i] for i in batch]
             if all(request.future.done() for request, _ in batch_refs):
                 continue  # every owner already failed or gave up
+            outcome: list[Result] | RagServerError
             try:
-                outcome: list[Any] | BaseException = self._run_batch([items[i] for i in batch])
+                outcome = self._run_batch([items[i] for i in batch])
                 if len(outcome) != len(batch):
                     raise MLError(f"{self.name}: model returned {len(outcome)} results for {len(batch)} inputs")
             except Exception as exc:
@@ -218,7 +217,7 @@ class BatchWorker(Generic[Item, Result]):
         return []
 
 
-def _admit(fresh: list[_Request], backlog: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
+def _admit(fresh: list[_Request[Item, Result]], backlog: list[_Ref[Item, Result]]) -> list[_Ref[Item, Result]]:
     """The backlog with the new requests' items merged in by rank (Request.rank), first come
     first served within a rank; callers that gave up are dropped. The backlog is kept in rank
     order, so this is a linear merge."""
@@ -227,7 +226,7 @@ def _admit(fresh: list[_Request], backlog: list[tuple[_Request, int]]) -> list[t
     return [(r, i) for r, i in merged if not r.future.done()]
 
 
-def _next_round(backlog: list[tuple[_Request, int]]) -> tuple[list[tuple[_Request, int]], list[tuple[_Request, int]]]:
+def _next_round(backlog: list[_Ref[Item, Result]]) -> tuple[list[_Ref[Item, Result]], list[_Ref[Item, Result]]]:
     """(this round, the rest): up to ROUND_ITEMS items from the head, all interactive or all bulk
     (bulk items form the tail of the backlog, so a round never carries both)."""
     size = 0
@@ -236,7 +235,7 @@ def _next_round(backlog: list[tuple[_Request, int]]) -> tuple[list[tuple[_Reques
     return backlog[:size], backlog[size:]
 
 
-def _deliver(batch_refs: list[tuple[_Request, int]], outcome: list[Any] | BaseException) -> None:
+def _deliver(batch_refs: list[_Ref[Item, Result]], outcome: list[Result] | RagServerError) -> None:
     """On the loop: store a batch's results, resolve completed requests, or fail the batch's requests."""
     for position, (request, index) in enumerate(batch_refs):
         if request.future.done():
@@ -245,12 +244,11 @@ def _deliver(batch_refs: list[tuple[_Request, int]], outcome: list[Any] | BaseEx
             request.future.set_exception(outcome)
             continue
         request.results[index] = outcome[position]
-        request.missing -= 1
-        if request.missing == 0:
-            request.future.set_result(request.results)
+        if len(request.results) == len(request.items):
+            request.future.set_result([request.results[i] for i in range(len(request.items))])
 
 
-def _fail(request: _Request, error: Exception) -> None:
+def _fail(request: _Request[Item, Result], error: Exception) -> None:
     if not request.future.done():
         request.future.set_exception(error)
 
