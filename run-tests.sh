@@ -1,17 +1,59 @@
 #!/usr/bin/env bash
-# The one test command (README "Tests"): the fast tier (python/tests: real embedded Postgres, real
-# MiniLM, a tiny Qwen3 reranker), then the Docker tier (tests/e2e: slim image, bootstrap, compose).
-# RAGSERVER_SKIP_DOCKER=1 runs the fast tier only. pytest's exit code 5 ("no tests collected")
-# counts as a failure here: each tier is expected to run tests.
+# The one test command (README "Tests"). On a fresh machine it needs only python3.11 with pip:
+#   setup        create or reuse the project virtualenv (.venv, or $RAGSERVER_VENV) and install the locked dev
+#                set into it: python/requirements/dev.lock with its hashes, the CPU torch pinned in
+#                python/requirements/torch.txt, the package itself (editable). A stamp of those files' hashes
+#                skips the install when nothing changed, so a second run starts testing in seconds.
+#   lint tier    ruff check (python/ and tests/e2e)
+#   fast tier    python/tests: real embedded Postgres, real MiniLM, a tiny Qwen3 reranker, the type check
+#   docker tier  tests/e2e: slim image, bootstrap, compose. Skipped, saying so, when no Docker engine answers
+#                `docker info`; with RAGSERVER_REQUIRE_DOCKER=1 (CI) that is a failure. RAGSERVER_SKIP_DOCKER=1
+#                skips it on purpose.
+# Arguments select fast-tier tests and run only those (paths relative to python/):
+#   ./run-tests.sh tests/test_docs.py -k readme
+# pytest's exit code 5 ("no tests collected") counts as a failure: each tier is expected to run tests.
 set -uo pipefail
 cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=${RAGSERVER_VENV:-$ROOT/.venv}
+PYTHON=${RAGSERVER_PYTHON:-python3.11}
+LOCKED=(python/requirements/dev.lock python/requirements/torch.txt python/pyproject.toml)
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
-run_tier() {
-    local name=$1
+say() { echo "== $*"; }
+
+setup_env() {
+    local stamp="$VENV/.ragserver-stamp" want
+    want=$(cat "${LOCKED[@]}" | sha256sum | cut -d' ' -f1)
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        say "setup: $VENV is up to date with the lock"
+        return 0
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        command -v "$PYTHON" >/dev/null || { echo "$PYTHON not found (the locks are for Python 3.11): set RAGSERVER_PYTHON" >&2; return 1; }
+        say "setup: creating $VENV"
+        "$PYTHON" -m venv "$VENV" || return 1
+    fi
+    say "setup: installing the locked dev set into $VENV"
+    local pip=("$VENV/bin/python" -m pip install -q --no-deps)
+    # --no-deps everywhere: the lock is the whole set, so pip resolves nothing and fetches nothing unhashed.
+    "${pip[@]}" --require-hashes -r python/requirements/dev.lock || return 1
+    "${pip[@]}" -r python/requirements/torch.txt || {
+        echo "no $(grep -v '^#' python/requirements/torch.txt) wheel: point pip at a folder holding it" \
+            "(PIP_FIND_LINKS) or at https://download.pytorch.org/whl/cpu (PIP_EXTRA_INDEX_URL)" >&2
+        return 1
+    }
+    "${pip[@]}" --no-build-isolation -e python || return 1
+    "$VENV/bin/python" -m pip check || return 1
+    echo "$want" >"$stamp"
+}
+
+run_pytest() {  # tier name, then pytest's arguments; exit code 5 (nothing collected) is a failure
+    local name=$1 rc
     shift
-    echo "== $name: pytest $*"
+    say "$name: pytest $*"
     python -m pytest "$@"
-    local rc=$?
+    rc=$?
     if [ "$rc" -eq 5 ]; then
         echo "== $name: no tests were collected; treating that as a failure" >&2
         return 1
@@ -19,9 +61,43 @@ run_tier() {
     return "$rc"
 }
 
-(cd python && run_tier "fast tier" -q -p no:cacheprovider) || exit 1
-if [ "${RAGSERVER_SKIP_DOCKER:-0}" = "1" ]; then
-    echo "== docker tier skipped (RAGSERVER_SKIP_DOCKER=1)"
-    exit 0
+docker_tier() {
+    if [ "${RAGSERVER_SKIP_DOCKER:-0}" = "1" ]; then
+        say "docker tier: SKIPPED (RAGSERVER_SKIP_DOCKER=1)"
+        return 0
+    fi
+    if ! docker info >/dev/null 2>&1; then
+        if [ "${RAGSERVER_REQUIRE_DOCKER:-0}" = "1" ]; then
+            echo "== docker tier: FAILED: RAGSERVER_REQUIRE_DOCKER=1 but no Docker engine answers \`docker info\`" >&2
+            return 1
+        fi
+        say "docker tier: SKIPPED: no Docker engine answers \`docker info\` (start one: ../shared/docker-sandbox/up)"
+        return 0
+    fi
+    run_pytest "docker tier" -q -p no:cacheprovider tests/e2e
+}
+
+started=$SECONDS
+setup_env || { echo "== setup failed" >&2; exit 1; }
+say "setup: $((SECONDS - started)) s"
+. "$VENV/bin/activate"
+
+if [ "$#" -gt 0 ]; then
+    (cd python && run_pytest "fast tier (selected)" -q -p no:cacheprovider "$@")
+    exit $?
 fi
-run_tier "docker tier" -q -p no:cacheprovider tests/e2e || exit 1
+
+failed=()
+say "lint tier: ruff check"
+ruff check . || failed+=(lint)
+(cd python && run_pytest "fast tier" -q -p no:cacheprovider) || failed+=(fast)
+if [ "${#failed[@]}" -eq 0 ]; then
+    docker_tier || failed+=(docker)
+else
+    say "docker tier: not run, earlier tiers failed"
+fi
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "== FAILED tiers: ${failed[*]}" >&2
+    exit 1
+fi
+say "all tiers passed"
