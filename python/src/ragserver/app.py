@@ -25,17 +25,21 @@ from ragserver.runtime import Runtime
 log = logging.getLogger(__name__)
 
 # Errors any /api route can answer (guards, body parsing, validation, dependencies); routes add their own.
-API_ERRORS = error_responses(400, 401, 413, 422, 503)
+API_ERRORS = error_responses(400, 401, 413, 422, 500, 503)
 # Documents the key in OpenAPI (and /docs' Authorize button); ApiKeyMiddleware is what enforces it.
 BEARER = HTTPBearer(auto_error=False, description="RAGSERVER_API_KEY")
 # Room for the multipart envelope and form fields around an upload of MAX_UPLOAD_MB.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
-    """FastAPI wrapped by the Socket.IO ASGI app; `.other_asgi_app` is the FastAPI instance."""
-    settings = settings or get_settings()
-    runtime = Runtime(settings)
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> socketio.ASGIApp:
+    """FastAPI wrapped by the Socket.IO ASGI app; `.other_asgi_app` is the FastAPI instance.
+
+    The lifespan starts and stops `runtime` (built from `settings` when not given): `ragserver
+    serve` passes its own to watch `runtime.failed`.
+    """
+    runtime = runtime or Runtime(settings or get_settings())
+    settings = runtime.settings
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

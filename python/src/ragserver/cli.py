@@ -3,8 +3,12 @@
 Commands other than `serve` work in-process on the same Runtime the server uses (store, ML,
 services), so `ragserver ingest ./docs` needs no running server. Errors print as one line.
 
-Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 a dependency is not ready
-(database unreachable, ML env missing), 130 interrupted.
+Exit codes: 0 ok, 1 the operation failed (for `serve`: start-up refused the database, e.g. a
+schema this release cannot run on), 2 bad usage or input, 3 a dependency is not ready (database
+unreachable, ML env missing), 130 interrupted.
+
+Heavy modules (the runtime, uvicorn, the app) are imported by the commands that use them, so
+`ragserver --help` stays quick. The CLI never imports api/: app.py composes the HTTP face.
 """
 
 from __future__ import annotations
@@ -15,12 +19,20 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragserver.config import Settings, get_settings
 from ragserver.errors import ConfigError, InputError, RagServerError, Unavailable
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from ragserver.runtime import Runtime
+
+Command = Callable[[argparse.Namespace, Settings], int]
+AsyncCommand = Callable[[argparse.Namespace, Settings], Coroutine[None, None, int]]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -33,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         # the pool logs every failed connection attempt; the command reports the outcome in one line
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
-        return args.handler(args, settings)
+        handler: Command = args.handler
+        return handler(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -88,23 +101,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _async(command: Callable[[argparse.Namespace, Settings], Awaitable[int]]) -> Callable[..., int]:
+def _async(command: AsyncCommand) -> Command:
     """Run an async command to completion on a fresh event loop."""
     return lambda args, settings: asyncio.run(command(args, settings))
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until Ctrl-C / SIGTERM (exit 0), or until start-up fails for good (its error, exit 1)."""
     import uvicorn
 
     from ragserver.app import create_app
+    from ragserver.runtime import Runtime
 
-    uvicorn.run(
-        create_app(settings),
+    runtime = Runtime(settings)
+    config = uvicorn.Config(
+        create_app(runtime=runtime),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
     )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
+        asyncio.run(_serve_until_failed(uvicorn.Server(config), runtime))
+    if runtime.failure is not None:
+        raise runtime.failure
     return EXIT_OK
+
+
+async def _serve_until_failed(server: uvicorn.Server, runtime: Runtime) -> None:
+    """Run the server; when the runtime fails for good, shut it down as a signal would (gracefully)."""
+    serving = asyncio.create_task(server.serve())
+    failed = asyncio.create_task(runtime.failed.wait())
+    await asyncio.wait({serving, failed}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    failed.cancel()
+    await serving
 
 
 class _Session:
@@ -116,7 +146,7 @@ class _Session:
         self.runtime = Runtime(settings, server=False)
         self.ml = ml
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Runtime:
         await self.runtime.start(ml=self.ml)
         try:
             await self.runtime.wait_ready(with_ml=self.ml)
@@ -154,7 +184,7 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     tags = [t.strip() for t in args.tags.split(",") if t.strip()]
     async with _Session(settings) as runtime:
         with _progress_bar(f"ingest {args.path.name}") as follow:
-            result = await runtime.services["ingest"].ingest_path(
+            result = await runtime.services.ingest.ingest_path(
                 args.path, tags=tags, knowledge_type=args.knowledge_type, on_progress=follow
             )
             await runtime.tracker.drain()
@@ -165,7 +195,7 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
     async with _Session(settings) as runtime:
         with _progress_bar(f"crawl {args.url}") as follow:
-            result = await runtime.services["crawl"].crawl(
+            result = await runtime.services.crawl.crawl(
                 args.url, max_depth=args.max_depth, max_pages=args.max_pages, on_progress=follow
             )
     _print_summary(result)
@@ -174,7 +204,7 @@ async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _query(args: argparse.Namespace, settings: Settings) -> int:
     async with _Session(settings) as runtime:
-        answer = await runtime.services["search"].query(
+        answer = await runtime.services.search.query(
             args.text, source_id=args.source, match_count=args.match_count, return_mode=args.mode
         )
     if args.json:

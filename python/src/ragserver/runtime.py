@@ -6,6 +6,10 @@ The store is held open by one task (entered and exited in the same task, as asyn
 managers want); the ML service starts in another; once both are up a server starts the re-embed
 job (an operation like any other) that fills the vectors missing under the current model. The CLI uses the same
 object with `server=False`: it fails fast when the database is unreachable instead of retrying.
+
+A database whose schema this release cannot run on (SchemaMismatch: a released migration was
+edited, or a newer release migrated it) is never retried: no wait fixes it. The runtime records
+it in `failure`, sets `failed`, and `ragserver serve` stops the server and exits non-zero.
 """
 
 from __future__ import annotations
@@ -14,23 +18,41 @@ import asyncio
 import contextlib
 import gc
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
-from ragserver.errors import RagServerError, Unavailable
+from ragserver.errors import RagServerError, SchemaMismatch, Unavailable
 from ragserver.ingest.service import IngestService
 from ragserver.logredact import MASK, configured_secrets
 from ragserver.looplag import LoopLagMonitor
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
 from ragserver.search.service import SearchService
-from ragserver.store import open_store
+from ragserver.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Services:
+    """The services the faces (API, CLI) call, built together once the database is open."""
+
+    ingest: IngestService
+    search: SearchService
+    crawl: CrawlService
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """Where opening the database stands, for /health: `reason` says why it is not ready."""
+
+    state: Literal["starting", "ready", "error"]
+    reason: str = ""
 
 
 class Runtime:
@@ -42,16 +64,18 @@ class Runtime:
         self.tracker = ProgressTracker()
         self.loop_lag = LoopLagMonitor()
         self.ml = MLService(settings)
-        self.store: Any = None
-        # Services by name ("ingest", "search", "crawl"), built once the database is open.
-        self.services: dict[str, Any] = {}
-        self.database: dict[str, Any] = {"state": "starting", "reason": "opening the database"}
+        self.database = DatabaseState("starting", "opening the database")
         self.migrations: list[str] = []
         self.ready = asyncio.Event()
         self.ml_started = asyncio.Event()
+        # Set (with `failure`) when start-up hit an error no retry can fix; `ragserver serve` exits on it.
+        self.failed = asyncio.Event()
+        self.failure: RagServerError | None = None
+        self._store: Store | None = None
+        self._services: Services | None = None
         self._closing = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self._store_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._store_task: asyncio.Task[None] | None = None
 
     async def start(self, *, ml: bool = True) -> None:
         """Launch the background start-up; returns at once so the server can answer /health.
@@ -71,7 +95,8 @@ class Runtime:
     async def wait_ready(self, *, with_ml: bool = True) -> None:
         """Wait until the database is migrated (and the ML service has settled, when asked).
 
-        Raises the store's error when it could not be opened (only without retries, server=False).
+        Raises the store's error when it could not be opened (without retries, server=False, or a
+        SchemaMismatch).
         """
         assert self._store_task is not None, "start() first"
         ready = asyncio.ensure_future(self.ready.wait())
@@ -86,15 +111,15 @@ class Runtime:
     async def stop(self) -> None:
         """Cancel active operations, stop the ML service, close the store."""
         await self.tracker.cancel_all()
-        if "crawl" in self.services:
-            await self.services["crawl"].stop_all()
+        if self._services is not None:
+            await self._services.crawl.stop_all()
         self._closing.set()
         for task in self._tasks:
             if task is not self._store_task or self._may_abandon_store_open():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if "ingest" in self.services:
-            self.services["ingest"].close()
+        if self._services is not None:
+            self._services.ingest.close()
         await self.ml.stop()
         self.ready.clear()
 
@@ -105,19 +130,19 @@ class Runtime:
         """
         return not self.ready.is_set() and self.settings.store_backend != "embedded"
 
-    def require_store(self) -> Any:
-        """The open store, or 503 while it is still starting."""
-        if not self.ready.is_set():
-            raise Unavailable(f"database not ready: {self.database['reason']}")
-        return self.store
+    @property
+    def store(self) -> Store:
+        """The open store; Unavailable (503) while it is still starting."""
+        if not self.ready.is_set() or self._store is None:
+            raise Unavailable(f"database not ready: {self.database.reason}")
+        return self._store
 
-    def require_service(self, name: str) -> Any:
-        """A service by name, or 503 while the database (which every service needs) is starting."""
-        self.require_store()
-        try:
-            return self.services[name]
-        except KeyError:
-            raise Unavailable(f"the {name} service is not available in this server") from None
+    @property
+    def services(self) -> Services:
+        """The services; Unavailable (503) while the database, which every service needs, is starting."""
+        if not self.ready.is_set() or self._services is None:
+            raise Unavailable(f"database not ready: {self.database.reason}")
+        return self._services
 
     async def _run_ml(self) -> None:
         try:
@@ -136,23 +161,33 @@ class Runtime:
                 return
             except asyncio.CancelledError:
                 raise
+            except SchemaMismatch as exc:
+                self._fail(exc)
+                raise
             except Exception as exc:
-                self.database = {"state": "error", "reason": self._redact(_one_line(exc))}
+                self.database = DatabaseState("error", self._redact(_one_line(exc)))
                 if self.ready.is_set() or not self.server:
-                    raise Unavailable(f"database: {self.database['reason']}") from exc
-                log.error("database not available, retrying in %.0f s: %s", delay, self.database["reason"])
+                    raise Unavailable(f"database: {self.database.reason}") from exc
+                log.error("database not available, retrying in %.0f s: %s", delay, self.database.reason)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), timeout=delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def _on_store_open(self, store: Any) -> None:
-        self.migrations = await store.migrate()
+    def _fail(self, exc: RagServerError) -> None:
+        """Record an error no retry can fix: /health shows it, `failed` tells the server to exit."""
+        self.database = DatabaseState("error", self._redact(_one_line(exc)))
+        self.failure = exc
+        self.failed.set()
+        log.error("cannot start: %s", self.database.reason)
+
+    async def _on_store_open(self, store: Store) -> None:
+        self.migrations = store.migration_report.changes
         recovered = await store.recover_interrupted_runs()
         if recovered:
             log.warning("marked %d interrupted ingest runs as failed", recovered)
-        self.store = store
-        self.services = build_services(store, self.ml, self.settings, self.tracker)
-        self.database = {"state": "ready", "reason": "", "backend": self.settings.store_backend}
+        self._store = store
+        self._services = build_services(store, self.ml, self.settings, self.tracker)
+        self.database = DatabaseState("ready")
         self.ready.set()
 
     async def _after_start(self) -> None:
@@ -161,7 +196,7 @@ class Runtime:
         await self.wait_ready()
         freeze_startup_heap()
         if self.server and self.ml.embedder_ready:
-            self.services["ingest"].schedule_reembed()
+            self.services.ingest.schedule_reembed()
 
     def _redact(self, text: str) -> str:
         """Remove configured secrets (DSN, its password, keys) from a message shown in /health."""
@@ -171,26 +206,27 @@ class Runtime:
 
 
 def freeze_startup_heap() -> None:
-    """Take what start-up allocated (torch, transformers, the models, crawl4ai: ~560k objects) out
-    of the cyclic garbage collector's sight.
+    """Take what start-up allocated (torch, transformers, the models, crawl4ai) out of the cyclic
+    garbage collector's sight.
 
-    A full collection walks every tracked object and stops the event loop meanwhile: 270 ms with
-    the models loaded, which showed as event-loop lag spikes of ~300 ms under load. Frozen
-    objects are never scanned by the collector again; reference counting still frees them, only
-    a reference cycle among them would stay (what start-up made lives as long as the process).
+    A full collection walks every tracked object and stops the event loop meanwhile; with the
+    models loaded that pause showed as event-loop lag spikes under load (measured in
+    RELIABILITY.md). Frozen objects are never scanned by the collector again; reference counting
+    still frees them, only a reference cycle among them would stay (what start-up made lives as
+    long as the process).
     """
     gc.collect()
     gc.freeze()
 
 
-def build_services(store: Any, ml: MLService, settings: Settings, tracker: ProgressTracker) -> dict[str, Any]:
-    """The services of the server, keyed by the names the API dependencies use."""
+def build_services(store: Store, ml: MLService, settings: Settings, tracker: ProgressTracker) -> Services:
+    """The services of the server on one store and one ML service (crawl ingests through ingest)."""
     ingest = IngestService(store, ml, settings, tracker)
-    return {
-        "ingest": ingest,
-        "search": SearchService(store, ml, settings),
-        "crawl": CrawlService(store, ingest, settings, tracker),
-    }
+    return Services(
+        ingest=ingest,
+        search=SearchService(store, ml, settings),
+        crawl=CrawlService(store, ingest, settings, tracker),
+    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ Everything comes from the process Runtime on `app.state`; a dependency that is n
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -17,10 +17,12 @@ from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
 from ragserver.runtime import Runtime
 from ragserver.search.service import SearchService
+from ragserver.store import Store
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime  # put there by create_app
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -30,20 +32,20 @@ def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
-def get_store(runtime: RuntimeDep) -> Any:
-    return runtime.require_store()
+def get_store(runtime: RuntimeDep) -> Store:
+    return runtime.store
 
 
 def get_search(runtime: RuntimeDep) -> SearchService:
-    return runtime.require_service("search")
+    return runtime.services.search
 
 
 def get_ingest(runtime: RuntimeDep) -> IngestService:
-    return runtime.require_service("ingest")
+    return runtime.services.ingest
 
 
 def get_crawl(runtime: RuntimeDep) -> CrawlService:
-    return runtime.require_service("crawl")
+    return runtime.services.crawl
 
 
 def get_progress(runtime: RuntimeDep) -> ProgressTracker:
@@ -55,7 +57,7 @@ def get_ml(runtime: RuntimeDep) -> MLService:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-StoreDep = Annotated[Any, Depends(get_store)]
+StoreDep = Annotated[Store, Depends(get_store)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 CrawlDep = Annotated[CrawlService, Depends(get_crawl)]

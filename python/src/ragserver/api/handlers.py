@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 from starlette.exceptions import HTTPException
 
 from ragserver.errors import RagServerError, Unauthorized
@@ -30,6 +30,7 @@ ERROR_DESCRIPTIONS = {
     415: "File type that cannot be parsed",
     422: "Request does not match the schema",
     429: "A queue is full; retry later",
+    500: "Unexpected failure (logged by the server; the body has no details)",
     503: "A dependency (database, ML environment) is not ready",
 }
 
@@ -40,11 +41,14 @@ class ErrorBody(BaseModel):
     success: bool
     error: str
     message: str
-    details: dict[str, Any] | None = None
+    details: dict[str, JsonValue] | None = None
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these error status codes, so clients (and schemathesis) know them."""
+    """OpenAPI `responses` entries for these error status codes, so clients (and schemathesis) know them.
+
+    The value type is FastAPI's own (`responses=` of a route or router).
+    """
     return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
 
 

@@ -1,95 +1,170 @@
 """GET /health: is the server usable, and if only partly, what is missing and how to fix it.
 
 Never behind the API key (orchestrators probe it). 503 while the database migrates or is
-unreachable; 200 with status 'ok' or 'degraded' once queries can be answered.
+unreachable, and with status 'error' when start-up refused the database for good (a schema this
+release cannot run on: the reason names the file); 200 with status 'ok' or 'degraded' once
+queries can be answered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ragserver import __version__
 from ragserver.api.deps import RuntimeDep
+from ragserver.store import Store
 
 router = APIRouter(tags=["health"])
 
 STORE_HEALTH_TIMEOUT_S = 5.0
+HealthStatus = Literal["starting", "ok", "degraded", "error"]
+
+
+class _Part(BaseModel):
+    # the ML service and the store report plain mappings or objects; read either by attribute
+    model_config = ConfigDict(from_attributes=True)
+
+
+class EmbeddingSpace(_Part):
+    model: str
+    dimension: int
+
+
+class DatabaseHealth(_Part):
+    """The database: `state` starting|ready|error, and `reason` when it is not ready."""
+
+    state: Literal["starting", "ready", "error"]
+    reason: str = ""
+    backend: str = Field(description="postgres | supabase | embedded")
+    expected_schema_version: str | None = None
+    schema_version: str | None = None
+    schema_ready: bool | None = None
+    migrations: int | None = Field(default=None, description="Migrations recorded in the database")
+    embedding_spaces: list[EmbeddingSpace] = Field(default_factory=list)
+
+
+class MLEnvHealth(_Part):
+    """The external ML environment: ready | missing | incompatible | broken (or not_started)."""
+
+    state: str
+    reason: str | None = None
+    fix: str | None = Field(default=None, description="The command that fixes it")
+    manifest: dict[str, JsonValue] | None = Field(default=None, description="ml-env.json as the bootstrap wrote it")
+    torch: str | None = None
+
+
+class ModelHealth(_Part):
+    """One model: not_started | loading | ready | failed | unavailable | disabled."""
+
+    state: str
+    reason: str | None = None
+    fix: str | None = None
+    model: str
+    device: str | None = None
+
+
+class EmbedderHealth(ModelHealth):
+    dimension: int | None = None
+
+
+class RerankerHealth(ModelHealth):
+    kind: str | None = Field(default=None, description="How it scores: causal-lm-yes-no | cross-encoder")
+
+
+class CpuThreads(_Part):
+    search: int
+    bulk: int
+
+
+class MLHealth(_Part):
+    env: MLEnvHealth
+    cpu_threads: CpuThreads | None = Field(default=None, description="Torch threads of a search / a bulk forward pass")
+    embedder: EmbedderHealth
+    reranker: RerankerHealth
+
+
+class EventLoopHealth(_Part):
+    lag_max_ms: float
+    lag_recent_max_ms: float
+    lag_over_100ms: int
+    samples: int
 
 
 class HealthResponse(BaseModel):
-    """State of the server and of each part it depends on."""
+    """State of the server and of each part it depends on; `issues` says what is missing and the fix."""
 
-    model_config = ConfigDict(extra="allow")
-
-    status: str
+    status: HealthStatus
     version: str
-    database: dict[str, Any]
-    ml: dict[str, Any]
+    database: DatabaseHealth
+    ml: MLHealth
     issues: list[str]
-    event_loop: dict[str, float | int] | None = None
+    event_loop: EventLoopHealth
 
 
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Starting, or the database is unavailable"}},
+    responses={503: {"model": HealthResponse, "description": "Starting, or the database is unavailable or refused"}},
 )
-async def health(runtime: RuntimeDep) -> JSONResponse:
+async def health(runtime: RuntimeDep, response: Response) -> HealthResponse:
     """Database, ML environment and model states; `issues` says what is missing and the fix."""
-    ml = runtime.ml.status()
+    ml = MLHealth.model_validate(runtime.ml.status())
     issues = _ml_issues(ml)
-    database = dict(runtime.database)
-    if not runtime.ready.is_set():
-        status, code = "starting", 503
+    database = DatabaseHealth(
+        state=runtime.database.state, reason=runtime.database.reason, backend=runtime.settings.store_backend
+    )
+    if runtime.failed.is_set():
+        status: HealthStatus = "error"
+    elif not runtime.ready.is_set():
+        status = "starting"
     else:
-        database.update(await _store_report(runtime.store))
-        if database["state"] == "ready":
-            status, code = ("ok" if not issues else "degraded"), 200
-        else:
-            status, code = "error", 503
-    if database.get("state") == "error":
-        issues.insert(0, f"database: {database.get('reason', 'unavailable')}")
-    body = {
-        "status": status,
-        "version": __version__,
-        "database": database,
-        "ml": ml,
-        "issues": issues,
-        "event_loop": runtime.loop_lag.snapshot(),
-    }
-    return JSONResponse(body, status_code=code)
+        database = await _store_report(runtime.store)
+        status = "error" if database.state != "ready" else "degraded" if issues else "ok"
+    if database.state == "error":
+        issues.insert(0, f"database: {database.reason or 'unavailable'}")
+    response.status_code = 200 if status in ("ok", "degraded") else 503
+    return HealthResponse(
+        status=status,
+        version=__version__,
+        database=database,
+        ml=ml,
+        issues=issues,
+        event_loop=EventLoopHealth.model_validate(runtime.loop_lag.snapshot()),
+    )
 
 
-async def _store_report(store: Any) -> dict[str, Any]:
+async def _store_report(store: Store) -> DatabaseHealth:
     """The store's own health (`state` ready|error with a `reason`), bounded in time."""
     try:
-        return await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
+        report = await asyncio.wait_for(store.health(), STORE_HEALTH_TIMEOUT_S)
     except TimeoutError:  # e.g. the pool waiting for a connection to a Postgres that died
-        return {"state": "error", "reason": f"the database did not answer within {STORE_HEALTH_TIMEOUT_S:.0f} s"}
+        reason = f"the database did not answer within {STORE_HEALTH_TIMEOUT_S:.0f} s"
     except Exception as exc:
-        return {"state": "error", "reason": f"health check failed: {type(exc).__name__}: {exc}"[:300]}
-
-
-def _ml_issues(ml: dict[str, Any]) -> list[str]:
-    """One line per ML part that is not ready, with its reason and fix; a missing env explains both models."""
-    env = ml.get("env", {})
-    if env.get("state") != "ready":
-        parts = [("ML environment", env)]
+        reason = f"health check failed: {type(exc).__name__}: {exc}"[:300]
     else:
-        parts = [("embedder", ml.get("embedder", {})), ("reranker", ml.get("reranker", {}))]
+        return DatabaseHealth.model_validate(report)
+    return DatabaseHealth(state="error", reason=reason, backend=store.backend)
+
+
+def _ml_issues(ml: MLHealth) -> list[str]:
+    """One line per ML part that is not ready, with its reason and fix; a missing env explains both models."""
+    parts: list[tuple[str, MLEnvHealth | ModelHealth]]
+    if ml.env.state != "ready":
+        parts = [("ML environment", ml.env)]
+    else:
+        parts = [("embedder", ml.embedder), ("reranker", ml.reranker)]
     issues = []
-    for label, state in parts:
-        if state.get("state") in ("ready", "disabled"):
+    for label, part in parts:
+        if part.state in ("ready", "disabled"):
             continue
-        line = f"{label} {state.get('state', 'unknown')}"
-        if state.get("reason"):
-            line += f": {state['reason']}"
-        if state.get("fix"):
-            line += f"; fix: run {state['fix']}"
+        line = f"{label} {part.state}"
+        if part.reason:
+            line += f": {part.reason}"
+        if part.fix:
+            line += f"; fix: run {part.fix}"
         issues.append(line)
     return issues

@@ -7,10 +7,11 @@ service parses and embeds in the background and the caller follows the returned 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ragserver.api.deps import IngestDep, SettingsDep, StoreDep
 from ragserver.api.handlers import error_responses
@@ -30,18 +31,39 @@ class UploadResponse(BaseModel):
     filename: str
 
 
-class SourcesResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class SourceSummary(BaseModel):
+    """A source with the counts of its active generation and the state of its last run."""
 
+    # the store hands rows over as mappings or objects; either is read by attribute
+    model_config = ConfigDict(from_attributes=True)
+
+    source_id: str
+    title: str
+    origin: str = Field(description="The crawled URL or the uploaded file's name")
+    knowledge_type: str
+    tags: list[str]
+    metadata: dict[str, JsonValue]
+    page_count: int
+    chunk_count: int
+    code_example_count: int
+    active_run_id: int | None = Field(description="The generation searches read")
+    last_run_id: int | None
+    last_run_kind: str | None
+    last_run_status: str | None
+    last_run_error: str | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourcesResponse(BaseModel):
     success: bool
-    sources: list[dict[str, Any]]
+    sources: list[SourceSummary]
     count: int
 
 
 class KnowledgeItemsResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    items: list[dict[str, Any]]
+    items: list[SourceSummary]
     total: int
     page: int
     per_page: int
@@ -76,11 +98,11 @@ async def upload_document(
 @router.get("/rag/sources", response_model=SourcesResponse)
 async def list_sources(store: StoreDep) -> SourcesResponse:
     """Every source with its counts (Archon's /api/rag/sources)."""
-    sources: list[dict[str, Any]] = []
+    sources: list[SourceSummary] = []
     page = 1
     while True:
         listing = await store.list_sources(page=page, per_page=200)
-        sources.extend(listing["items"])
+        sources.extend(SourceSummary.model_validate(item) for item in listing["items"])
         if not listing["items"] or len(sources) >= listing["total"]:
             break
         page += 1
@@ -95,7 +117,8 @@ async def knowledge_items(
 ) -> KnowledgeItemsResponse:
     """One page of sources with page, chunk and code example counts."""
     listing = await store.list_sources(page=page, per_page=per_page)
-    return KnowledgeItemsResponse(items=listing["items"], total=listing["total"], page=page, per_page=per_page)
+    items = [SourceSummary.model_validate(item) for item in listing["items"]]
+    return KnowledgeItemsResponse(items=items, total=listing["total"], page=page, per_page=per_page)
 
 
 @router.delete("/sources/{source_id}", response_model=DeleteResponse, responses=error_responses(404))

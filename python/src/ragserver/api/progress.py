@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, Field, JsonValue
 
 from ragserver.api.deps import ProgressDep
 from ragserver.api.handlers import error_responses
@@ -17,15 +17,19 @@ ProgressId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
 class ProgressResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One operation as Operation.snapshot() describes it (the same JSON Socket.IO pushes)."""
 
     progressId: str
-    type: str
-    status: str
-    progress: float
+    type: str = Field(description="upload | ingest | crawl | reembed")
+    status: Literal["starting", "running", "cancelling", "completed", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=100)
     step: str
     message: str
     counts: dict[str, int]
+    result: dict[str, JsonValue] = Field(description="What the operation produced (e.g. source_id), once it ended")
+    error: str | None
+    startedAt: float = Field(description="Unix time")
+    updatedAt: float = Field(description="Unix time")
 
 
 class ProgressListResponse(BaseModel):
@@ -42,10 +46,10 @@ class StopResponse(BaseModel):
 
 
 @router.get("/progress/", response_model=ProgressListResponse)
-async def list_progress(tracker: ProgressDep) -> dict[str, Any]:
+async def list_progress(tracker: ProgressDep) -> ProgressListResponse:
     """Operations still running."""
-    operations = tracker.list(active_only=True)
-    return {"operations": operations, "count": len(operations), "timestamp": time.time()}
+    operations = [ProgressResponse.model_validate(snapshot) for snapshot in tracker.list(active_only=True)]
+    return ProgressListResponse(operations=operations, count=len(operations), timestamp=time.time())
 
 
 @router.get(
@@ -58,7 +62,7 @@ async def get_progress(
     tracker: ProgressDep,
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
-) -> Any:
+) -> ProgressResponse | Response:
     """The operation's current state; 404 for an unknown id."""
     op = tracker.get(progress_id)
     etag = op.etag()
@@ -66,7 +70,7 @@ async def get_progress(
     if if_none_match and etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
-    return op.snapshot()
+    return ProgressResponse.model_validate(op.snapshot())
 
 
 @router.post("/knowledge-items/stop/{progress_id}", response_model=StopResponse, responses=error_responses(404))

@@ -8,6 +8,7 @@ is configured), emits `subscribe` {progressId} and immediately receives the curr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import socketio
@@ -19,19 +20,21 @@ from ragserver.progress import ProgressTracker
 log = logging.getLogger(__name__)
 
 
+Ack = dict[str, str | bool | None]
+
+
 def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServer:
     """A Socket.IO server whose `progress` events follow the tracker."""
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False)
 
-    @sio.event
-    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def connect(sid: str, environ: Mapping[str, object], auth: object = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
-        token = token or bearer_token(environ.get("HTTP_AUTHORIZATION"))
-        if not key_matches(api_key, token):
+        header = environ.get("HTTP_AUTHORIZATION")
+        token = token or bearer_token(header if isinstance(header, str) else None)
+        if not key_matches(api_key, token if isinstance(token, str) else None):
             raise socketio.exceptions.ConnectionRefusedError("unauthorized")
 
-    @sio.event
-    async def subscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def subscribe(sid: str, data: object) -> Ack:
         progress_id = _progress_id(data)
         if not progress_id:
             return {"success": False, "error": "bad_request", "message": "progressId is required"}
@@ -43,8 +46,7 @@ def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServ
         await sio.emit("progress", snapshot, to=sid)
         return {"success": True, "progressId": progress_id}
 
-    @sio.event
-    async def unsubscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def unsubscribe(sid: str, data: object) -> Ack:
         progress_id = _progress_id(data)
         if progress_id:
             await sio.leave_room(sid, progress_id)
@@ -53,11 +55,14 @@ def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServ
     async def forward(snapshot: dict[str, Any]) -> None:
         await sio.emit("progress", snapshot, room=snapshot["progressId"])
 
+    # registered by call, not by decorator: python-socketio ships no types, a decorator would untype the handlers
+    for handler in (connect, subscribe, unsubscribe):
+        sio.on(handler.__name__, handler)
     tracker.add_listener(forward)
     return sio
 
 
-def _progress_id(data: Any) -> str | None:
+def _progress_id(data: object) -> str | None:
     """The id a client sent, as {progressId} or a bare string."""
     value = data.get("progressId") if isinstance(data, dict) else data
     return value if isinstance(value, str) and value.strip() else None
