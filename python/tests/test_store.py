@@ -14,7 +14,8 @@ from ragserver.config import Settings
 from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
 from ragserver.errors import InputError, NotFound
 from ragserver.store import Store, open_store
-from ragserver.store.migrate import apply_migrations, available_migrations
+from ragserver.store.migrate import MigrationReport, apply_migrations
+from ragserver.store.schema_files import shipped_functions, shipped_migrations
 
 MODEL = "test/model-a"
 
@@ -47,8 +48,13 @@ async def contents(store: Store, query: str, source_id: str | None = None) -> li
     return sorted(h.content for h in hits)
 
 
+def everything() -> MigrationReport:
+    """What migrating an empty database applies."""
+    return MigrationReport(tuple(m.name for m in shipped_migrations()), tuple(f.name for f in shipped_functions()))
+
+
 async def test_migrations_are_recorded_and_idempotent(pg_server) -> None:
-    """Two processes migrating one empty database at once: each migration applies exactly once."""
+    """Two processes migrating one empty database at once: each step applies exactly once."""
     name = await create_database(pg_server, template=None)
     try:
         url = pg_server.uri(name)
@@ -57,12 +63,13 @@ async def test_migrations_are_recorded_and_idempotent(pg_server) -> None:
             await psycopg.AsyncConnection.connect(url, autocommit=True) as two,
         ):
             first, second = await asyncio.gather(apply_migrations(one), apply_migrations(two))
-            names = [m.name for m in available_migrations()]
-            assert sorted([first, second], key=len) == [[], names]
+            assert {first, second} == {MigrationReport(), everything()}
             cur = await one.execute("SELECT name FROM rag_schema_migrations ORDER BY name")
-            assert [r[0] for r in await cur.fetchall()] == names
+            assert [r[0] for r in await cur.fetchall()] == list(everything().migrations)
+            cur = await one.execute("SELECT name, checksum FROM rag_schema_functions ORDER BY name")
+            assert await cur.fetchall() == [(f.name, f.checksum) for f in shipped_functions()]
         async with open_store(Settings(database_url=url)) as opened:
-            assert await opened.migrate() == []
+            assert opened.migration_report == MigrationReport()
             assert await opened.schema_ready()
     finally:
         await drop_database(pg_server, name)
@@ -72,7 +79,8 @@ async def test_open_store_reports_migrations_it_applied(pg_server) -> None:
     name = await create_database(pg_server, template=None)
     try:
         async with open_store(Settings(database_url=pg_server.uri(name))) as opened:
-            assert await opened.migrate() == [m.name for m in available_migrations()]
+            assert opened.migration_report == everything()
+            assert opened.migration_report.changes[-1] == f"functions/{shipped_functions()[-1].name}.sql"
     finally:
         await drop_database(pg_server, name)
 
@@ -273,7 +281,8 @@ async def test_list_sources_counts_and_pages(store: Store) -> None:
 async def test_health_and_schema(store: Store) -> None:
     health = await store.health()
     assert health["ok"] and health["schema_ready"] and health["backend"] == "postgres"
-    assert health["schema_version"] == available_migrations()[-1].name
+    assert health["schema_version"] == shipped_migrations()[-1].name
+    assert health["functions_current"] and not health["schema_mismatch"] and health["reason"] == ""
     assert await store.schema_ready()
 
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +63,7 @@ async def test_default_backend_runs_embedded_and_stops_on_close(data_dir: Path) 
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
     async with open_store(settings) as store:  # same data dir again: content kept, nothing re-applied
-        assert await store.migrate() == []
+        assert store.migration_report.changes == []
         hits = await store.hybrid_search("persisted", None, None, match_count=1, source_id=None, rrf_k=60, candidates=5)
         assert hits[0].content == "persisted words"
 
@@ -73,8 +72,12 @@ async def test_restart_after_kill(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
     first = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     first.start()
-    postmaster(pgdata).send_signal(signal.SIGKILL)
-    time.sleep(0.5)
+    killed = postmaster(pgdata)
+    backends = killed.children()
+    killed.send_signal(signal.SIGKILL)
+    # the restart is about a data dir whose server is gone: wait for its processes to exit
+    _, alive = await asyncio.to_thread(psutil.wait_procs, [killed, *backends], timeout=30)
+    assert not alive, alive
     second = EmbeddedPostgres(pgdata, options=FAST_OPTIONS)
     try:
         uri = second.start()

@@ -27,8 +27,9 @@ from support.store_fixtures import create_database, drop_database
 
 from ragserver.config import Settings
 from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
-from ragserver.errors import InputError, NotFound, Unavailable
+from ragserver.errors import InputError, NotFound, SchemaMismatch, Unavailable
 from ragserver.store import Store, open_store
+from ragserver.store.supabase import SupabaseTransport
 
 SERVICE_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
 
@@ -133,7 +134,7 @@ async def test_requests_are_postgrest_rpc_calls(postgrest, supabase_store: Store
 
 async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
     store = supabase_store
-    await store.migrate()  # over RPC: checks the schema version, applies nothing
+    assert store.migration_report.changes == []  # over RPC the schema is checked, nothing applied
     await store.ensure_embedding_space("rpc/model", 3)
     for generation in ("first", "second"):
         run = await store.begin_run(SourceInfo("docs", "Docs", "https://docs.example", tags=["t"]), "crawl")
@@ -190,21 +191,51 @@ async def test_unmigrated_database_is_unavailable(pg_server) -> None:
     """Migrations never run over RPC; an empty database says to run `ragserver migrate`."""
     name = await create_database(pg_server, template=None)
     try:
-        async with (
-            serve_postgrest(pg_server.uri(name)) as (_, url),
-            open_store(Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)) as store,
-        ):
+        async with serve_postgrest(pg_server.uri(name)) as (_, url):
+            settings = Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)
             with pytest.raises(Unavailable, match="ragserver migrate"):
-                await store.migrate()
-            assert not await store.schema_ready()
-            health = await store.health()
-            assert not health["ok"] and health["state"] == "error" and "ragserver migrate" in health["reason"]
+                async with open_store(settings):
+                    pass
+            store = Store(await SupabaseTransport.connect(url, SERVICE_KEY), backend="supabase")
+            try:
+                assert not await store.schema_ready()
+                health = await store.health()
+                assert not health["ok"] and health["state"] == "error" and "ragserver migrate" in health["reason"]
+            finally:
+                await store.transport.close()
     finally:
         await drop_database(pg_server, name)
 
 
+async def test_stale_functions_and_edited_migration_over_rpc(pg_settings: Settings, postgrest) -> None:
+    """Over RPC the server cannot migrate, so /health and start-up say what the database needs:
+    `ragserver migrate` for out-of-date functions, and a refusal naming the file for an edited
+    released migration."""
+    _, url = postgrest
+    settings = Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as conn:
+        await conn.execute("UPDATE rag_schema_functions SET checksum = 'old' WHERE name = '20_search'")
+        with pytest.raises(Unavailable, match=r"functions are out of date \(20_search\).*ragserver migrate"):
+            async with open_store(settings):
+                pass
+        store = Store(await SupabaseTransport.connect(url, SERVICE_KEY), backend="supabase")
+        try:
+            health = await store.health()
+            assert health["state"] == "error" and not health["functions_current"] and not health["schema_mismatch"]
+            assert "20_search" in health["reason"] and not await store.schema_ready()
+
+            await conn.execute("UPDATE rag_schema_migrations SET checksum = 'edited' WHERE name = '0001_schema'")
+            with pytest.raises(SchemaMismatch, match=r"0001_schema\.sql .* edited"):
+                async with open_store(settings):
+                    pass
+            health = await store.health()
+            assert health["state"] == "error" and health["schema_mismatch"] and "0001_schema.sql" in health["reason"]
+        finally:
+            await store.transport.close()
+
+
 async def test_unreachable_supabase_is_unavailable() -> None:
     settings = Settings(supabase_url="http://127.0.0.1:9", supabase_service_key=SERVICE_KEY)
-    async with open_store(settings) as store:
-        with pytest.raises(Unavailable):
-            await store.list_sources()
+    with pytest.raises(Unavailable):
+        async with open_store(settings):
+            pass

@@ -17,16 +17,18 @@ EMBEDDED_OPTIONS = {"shared_buffers": "256MB", "maintenance_work_mem": "256MB"}
 
 
 @asynccontextmanager
-async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """DATABASE_URL -> psycopg pool; SUPABASE_URL + key -> RPC; neither -> embedded Postgres.
 
-    Migrations are applied on open except over Supabase (see `ragserver migrate`).
+    The one place that migrates (the Store's `migration_report` says what it applied): over
+    Supabase nothing can be applied, so the schema is only checked (`ragserver migrate` with
+    DATABASE_URL upgrades it). SchemaMismatch on a database this code cannot run on.
     """
     backend = settings.store_backend
     embedded: EmbeddedPostgres | None = None
     transport: Transport
     if backend == "supabase":
-        # imported here: the supabase client costs ~0.3-0.6 s of every start that does not use it
+        # imported here: importing the supabase client slows every start that does not use it
         from ragserver.store.supabase import SupabaseTransport
 
         transport = await SupabaseTransport.connect(settings.supabase_url, settings.supabase_service_key)
@@ -41,11 +43,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
             raise
-    store = Store(transport, backend=backend)
     try:
-        if migrate and backend != "supabase":
-            await store.migrate()
-        yield store
+        yield Store(transport, backend=backend, migration_report=await transport.migrate())
     finally:
         await transport.close()
         if embedded is not None:

@@ -1,19 +1,35 @@
-"""Versioned SQL migrations (store/migrations/NNNN_name.sql), applied once each and recorded.
+"""Bring a database to this code's schema: versioned migrations, then the repeatable functions.
 
-Two processes may start at once (server + CLI): a session advisory lock serialises them, and
-each migration runs in its own transaction together with its row in rag_schema_migrations, so
-a crash never leaves a half-applied migration recorded as done.
+Why two kinds: a table cannot be re-created, so its changes are versioned and applied once; a
+function can, so its SQL is re-applied whenever it changes and an upgraded database runs
+exactly the functions a fresh one does (an edited function never goes stale in old databases).
+
+How to change the schema:
+- Tables, indexes, data: add store/migrations/NNNN_name.sql (the next number) and its entry in
+  store/migrations/released.json (its sha256). Never edit a released migration: the tests fail
+  when a shipped file's checksum is not the manifest's latest, and start-up refuses a database
+  that recorded a checksum no release had. A new table needs row level security there too.
+- Functions: edit or add store/functions/NN_name.sql (applied in name order; 90_privileges.sql
+  last). Renamed, removed and re-signatured functions need nothing more: the step first drops
+  every rag_* function no table or index depends on.
+
+Two processes may start at once (server + CLI): a session advisory lock serialises them. Each
+migration runs in its own transaction together with its row in rag_schema_migrations, and the
+function step runs in one transaction with its rows in rag_schema_functions, so a crash never
+leaves a half-applied step recorded as done.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from importlib import resources
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
+
+from ragserver.errors import SchemaMismatch
+from ragserver.store.schema_check import mismatch, stale_functions
+from ragserver.store.schema_files import shipped_functions, shipped_migrations
 
 log = logging.getLogger(__name__)
 
@@ -27,45 +43,52 @@ CREATE TABLE IF NOT EXISTS rag_schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
 
+# The rag_* routines that may be dropped before the functions are re-applied: all of them but
+# those something other than a droppable routine depends on (rag_heading_text, used by the
+# generated tsvector columns), and the routines those kept ones depend on in turn.
+DROPPABLE_FUNCTIONS = r"""
+WITH RECURSIVE rag AS (
+    SELECT p.oid FROM pg_proc p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'rag\_%' AND p.prokind IN ('f', 'p')
+), kept (oid) AS (
+    SELECT d.refobjid FROM pg_depend d
+    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM rag)
+      AND NOT (d.classid = 'pg_proc'::regclass AND d.objid IN (SELECT oid FROM rag))
+    UNION
+    SELECT d.refobjid FROM pg_depend d JOIN kept k ON d.classid = 'pg_proc'::regclass AND d.objid = k.oid
+    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM rag)
+)
+SELECT r.oid::regprocedure::text FROM rag r WHERE r.oid NOT IN (SELECT oid FROM kept) ORDER BY 1
+"""
+
 
 @dataclass(frozen=True)
-class Migration:
-    """One SQL file of the package."""
+class MigrationReport:
+    """What bringing the database up to date did."""
 
-    name: str
-    sql: str
+    #: versioned migrations applied now
+    migrations: tuple[str, ...] = ()
+    #: function files whose change made the function step run (empty: they were current)
+    functions: tuple[str, ...] = ()
 
     @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+    def changes(self) -> list[str]:
+        """Everything applied, as paths under store/ for a person to read."""
+        return [*self.migrations, *(f"functions/{name}.sql" for name in self.functions)]
 
 
-def available_migrations() -> list[Migration]:
-    """The migrations shipped with this version, in the order they apply."""
-    folder = resources.files("ragserver.store") / "migrations"
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
-    return [Migration(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
-
-
-def latest_version() -> str:
-    """Name of the newest migration: the schema version this code expects."""
-    return available_migrations()[-1].name
-
-
-async def apply_migrations(conn: AsyncConnection) -> list[str]:
-    """Apply the pending migrations on an autocommit connection; returns the names applied."""
-    applied: list[str] = []
+async def apply_migrations(conn: AsyncConnection) -> MigrationReport:
+    """Migrate on an autocommit connection; SchemaMismatch, before any change, on a database
+    this code cannot run on."""
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         await conn.execute(CREATE_TABLE)
-        async with conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute("SELECT name, checksum FROM rag_schema_migrations")
-            done = dict(await cur.fetchall())
-        for migration in available_migrations():
-            if migration.name in done:
-                if done[migration.name] != migration.checksum:
-                    log.warning("migration %s changed after it was applied; not re-applied", migration.name)
-                continue
+        applied = await _recorded(conn, "rag_schema_migrations")
+        refusal = mismatch(applied)
+        if refusal:
+            raise SchemaMismatch(refusal)
+        pending = [m for m in shipped_migrations() if m.name not in applied]
+        for migration in pending:
             async with conn.transaction():
                 await conn.execute(migration.sql.encode())
                 await conn.execute(
@@ -73,7 +96,36 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
                     (migration.name, migration.checksum),
                 )
             log.info("applied migration %s", migration.name)
-            applied.append(migration.name)
+        return MigrationReport(migrations=tuple(m.name for m in pending), functions=await _apply_functions(conn))
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-    return applied
+
+
+async def _apply_functions(conn: AsyncConnection) -> tuple[str, ...]:
+    """Re-apply every function file when any differs from the recorded ones; returns those that did."""
+    changed = stale_functions(await _recorded(conn, "rag_schema_functions"))
+    if not changed:
+        return ()
+    async with conn.transaction():
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(DROPPABLE_FUNCTIONS)
+            droppable = [row[0] for row in await cur.fetchall()]
+        if droppable:
+            await conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(", ").join(map(sql.SQL, droppable))))
+        for file in shipped_functions():
+            await conn.execute(file.sql.encode())
+        await conn.execute("DELETE FROM rag_schema_functions")
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO rag_schema_functions (name, checksum) VALUES (%s, %s)",
+                [(file.name, file.checksum) for file in shipped_functions()],
+            )
+    log.info("applied the SQL functions (changed: %s)", ", ".join(changed))
+    return changed
+
+
+async def _recorded(conn: AsyncConnection, table: str) -> dict[str, str]:
+    """name -> checksum rows of a record table."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(sql.SQL("SELECT name, checksum FROM {}").format(sql.Identifier(table)))
+        return {str(name): str(checksum) for name, checksum in await cur.fetchall()}

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ragserver.errors import InputError, RagServerError, Unavailable
-from ragserver.store.migrate import apply_migrations
+from ragserver.store.migrate import MigrationReport, apply_migrations
 from ragserver.store.transport import Row, translate_error
 
 POOL_MIN = 1
@@ -106,7 +106,7 @@ class PsycopgTransport:
             await self._liveness.close()
             self._liveness = liveness
 
-    async def migrate(self) -> list[str]:
+    async def migrate(self) -> MigrationReport:
         try:
             async with self._pool.connection() as conn:
                 return await apply_migrations(conn)

@@ -1,9 +1,9 @@
 """The Store: ragserver's knowledge base as async methods over the rag_* SQL functions.
 
-All logic lives in SQL (migrations) so this class only shapes arguments and rows; the same code
-serves psycopg and Supabase through a Transport. Vectors travel as pgvector text literals;
-writing them out is CPU work (~30 ms for a page of 100 chunks of 384 floats), so payloads with
-vectors are built in a thread, not on the event loop.
+All logic lives in SQL (store/functions/) so this class only shapes arguments and rows; the same
+code serves psycopg and Supabase through a Transport. Vectors travel as pgvector text literals;
+writing them out is CPU work that grows with the page (BENCHMARKS.md has the ingest figures), so
+payloads with vectors are built in a thread, not on the event loop.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 
 from ragserver.domain import Chunk, CodeExample, Document, SearchHit, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
-from ragserver.store.migrate import latest_version
-from ragserver.store.transport import NOT_MIGRATED, Transport
+from ragserver.store.migrate import MigrationReport
+from ragserver.store.schema_check import SchemaState, assess_info
+from ragserver.store.schema_files import latest_version
+from ragserver.store.transport import Transport
 
 # Runs without an owner lock (started over Supabase RPC) count as interrupted after this long
 # without a write.
@@ -36,49 +38,47 @@ def vector_literals(vectors: Sequence[Sequence[float] | None]) -> list[str | Non
 class Store:
     """Sources, generations (runs), pages, chunks, vectors per model, code examples, search."""
 
-    def __init__(self, transport: Transport, *, backend: str) -> None:
+    def __init__(self, transport: Transport, *, backend: str, migration_report: MigrationReport | None = None) -> None:
         self.transport = transport
         self.backend = backend
-        self._applied: list[str] = []
+        #: what open_store applied to bring the schema up to date (it is the one place that migrates)
+        self.migration_report = migration_report or MigrationReport()
 
     async def _call(self, fn: str, **params: Any) -> list[dict[str, Any]]:
         return await self.transport.call(fn, params)
 
     # -- schema ---------------------------------------------------------------------------
 
-    async def migrate(self) -> list[str]:
-        """Apply pending migrations (direct Postgres); over Supabase only checks the version.
-
-        Returns every migration this Store applied, including those applied by open_store, so a
-        caller that opens and then migrates still learns what changed.
-        """
-        self._applied.extend(await self.transport.migrate())
-        return list(self._applied)
+    async def _schema_state(self) -> tuple[dict[str, Any], SchemaState]:
+        info = (await self._call("rag_schema_info"))[0]
+        return info, assess_info(info)
 
     async def schema_ready(self) -> bool:
-        """True when the database has every migration this code ships."""
+        """True when the database has every migration and the current functions of this code."""
         try:
-            info = await self._call("rag_schema_info")
+            _, state = await self._schema_state()
         except RagServerError:
             return False
-        return bool(info) and info[0]["version"] == latest_version()
+        return state.ready
 
     async def health(self) -> dict[str, Any]:
-        """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`."""
+        """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`
+        (unreachable, not migrated, functions out of date, or a schema this code cannot run on)."""
         report: dict[str, Any] = {"backend": self.backend, "expected_schema_version": latest_version()}
         try:
             await self.transport.ping()
-            info = (await self._call("rag_schema_info"))[0]
+            info, state = await self._schema_state()
         except RagServerError as exc:
             return {**report, "ok": False, "state": "error", "reason": exc.message, "schema_ready": False}
-        ready = info["version"] == latest_version()
         return {
             **report,
-            "ok": ready,
-            "state": "ready" if ready else "error",
-            "reason": "" if ready else NOT_MIGRATED,
+            "ok": state.ready,
+            "state": "ready" if state.ready else "error",
+            "reason": state.reason,
             "schema_version": info["version"],
-            "schema_ready": ready,
+            "schema_ready": state.ready,
+            "schema_mismatch": bool(state.mismatch),
+            "functions_current": not state.stale_functions,
             "migrations": info["migrations"],
             "embedding_spaces": info["embedding_spaces"],
         }

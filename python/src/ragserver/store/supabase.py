@@ -15,8 +15,9 @@ from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from ragserver.errors import ConfigError, Unavailable
-from ragserver.store.migrate import latest_version
-from ragserver.store.transport import NOT_MIGRATED, Row, translate_error
+from ragserver.store.migrate import MigrationReport
+from ragserver.store.schema_check import assess_info
+from ragserver.store.transport import Row, translate_error
 
 RPC_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
@@ -64,13 +65,15 @@ class SupabaseTransport:
     async def ping(self) -> None:
         """Nothing to check: RPC over HTTP holds no session, and each call reports its own failure."""
 
-    async def migrate(self) -> list[str]:
-        """Nothing is applied over RPC; report whether the schema is there instead of pretending."""
+    async def migrate(self) -> MigrationReport:
+        """Nothing is applied over RPC: check the schema instead of pretending (SchemaMismatch on one
+        this code cannot run on, Unavailable on one that needs `ragserver migrate`)."""
         rows = await self.call("rag_schema_info", {})
-        version = rows[0].get("version") if rows else None
-        if version is None or version < latest_version():
-            raise Unavailable(NOT_MIGRATED, details={"found": version, "expected": latest_version()})
-        return []
+        state = assess_info(rows[0] if rows else {})
+        state.raise_if_mismatch()
+        if not state.ready:
+            raise Unavailable(state.reason)
+        return MigrationReport()
 
     async def close(self) -> None:
         await self._http.aclose()

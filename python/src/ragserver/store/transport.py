@@ -1,6 +1,6 @@
 """The one seam between the Store and a database: call a rag_* SQL function, get rows back.
 
-Every read and write of the store is a SQL function defined by the migrations, so the Store's
+Every read and write of the store is a SQL function (store/functions/), so the Store's
 logic exists once and runs over psycopg (`SELECT * FROM fn(...)`) or over Supabase's PostgREST
 (`POST /rest/v1/rpc/fn`). Every rag_* function RETURNS TABLE, so both answer a list of dicts.
 Parameters are JSON values: str/int/float/bool/None, and dict/list for jsonb arguments.
@@ -8,9 +8,12 @@ Parameters are JSON values: str/int/float/bool/None, and dict/list for jsonb arg
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragserver.errors import InputError, NotFound, RagServerError, StoreError, Unavailable
+
+if TYPE_CHECKING:
+    from ragserver.store.migrate import MigrationReport
 
 Row = dict[str, Any]
 
@@ -32,8 +35,9 @@ class Transport(Protocol):
         gone; answers at once instead of waiting for a pooled connection (used by /health)."""
         ...
 
-    async def migrate(self) -> list[str]:
-        """Apply pending migrations; returns the names applied."""
+    async def migrate(self) -> MigrationReport:
+        """Bring the schema up to date (or, where that cannot be done, check it); SchemaMismatch on a
+        database this code cannot run on."""
         ...
 
     async def close(self) -> None:

@@ -105,13 +105,17 @@ LANGUAGE sql STABLE AS $$
     SELECT e.model, count(*) FROM rag_chunk_embeddings e GROUP BY e.model ORDER BY e.model
 $$;
 
--- Schema version for /health (Supabase reaches it over RPC; migrations are applied by
--- `ragserver migrate` with DATABASE_URL, never over RPC).
+-- Schema state for /health and the start-up check (Supabase reaches it over RPC; migrations
+-- are applied by `ragserver migrate` with DATABASE_URL, never over RPC): the recorded
+-- migrations and repeatable function files with their checksums, so the server can tell a
+-- database it cannot run on from one that only needs `ragserver migrate`.
 CREATE OR REPLACE FUNCTION rag_schema_info()
-RETURNS TABLE (version text, migrations integer, embedding_spaces jsonb)
+RETURNS TABLE (version text, migrations integer, applied jsonb, functions jsonb, embedding_spaces jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT (SELECT max(m.name) FROM rag_schema_migrations m),
            (SELECT count(*)::integer FROM rag_schema_migrations),
+           (SELECT coalesce(jsonb_object_agg(m.name, m.checksum), '{}'::jsonb) FROM rag_schema_migrations m),
+           (SELECT coalesce(jsonb_object_agg(f.name, f.checksum), '{}'::jsonb) FROM rag_schema_functions f),
            (SELECT coalesce(jsonb_agg(jsonb_build_object('model', sp.model, 'dimension', sp.dimension)
                                       ORDER BY sp.model), '[]'::jsonb)
             FROM rag_embedding_spaces sp)
