@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import pytest
 from support.api_fixtures import running_app
+from support.polling import apoll_until
 
 from ragserver.domain import Document, SourceInfo
 from ragserver.ingest.service import IngestService
@@ -31,12 +31,11 @@ async def test_server_start_embeds_chunks_stored_without_vectors(pg_settings, ml
         assert await store.embedding_counts() == {}
 
     async with running_app(settings) as running:
-        for _ in range(600):
-            counts = await running.runtime.store.embedding_counts()
-            if counts.get(settings.embedding_model, 0) >= 3:
-                break
-            await asyncio.sleep(0.1)
-        assert counts.get(settings.embedding_model, 0) >= 3, counts
+        await apoll_until(
+            running.runtime.store.embedding_counts,
+            lambda counts: counts.get(settings.embedding_model, 0) >= 3,
+            what="vectors for the chunks stored without them",
+        )
         kinds = [o["type"] for o in running.runtime.tracker.list()]
         assert "reembed" in kinds
         answer = (await running.client.post("/api/rag/query", json={"query": "plain words"})).json()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 
 import httpx
 from support.api_fixtures import free_port, running_app
+from support.polling import apoll_state, apoll_until
 
 from ragserver.app import create_app
 from ragserver.config import Settings
@@ -27,22 +27,18 @@ async def test_health_is_503_until_the_database_is_up(tmp_path) -> None:
     async with fastapi_app.router.lifespan_context(fastapi_app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            for _ in range(3):
-                response = await client.get("/health")
-                assert response.status_code == 503
-                body = response.json()
-                assert body["status"] == "starting" and body["database"]["state"] in {"starting", "error"}
-                assert "secret-pw" not in response.text
-                await asyncio.sleep(0.5)
-
-            runtime = fastapi_app.state.runtime
-            for _ in range(200):
-                if runtime.database["state"] == "error":
-                    break
-                await asyncio.sleep(0.05)
             response = await client.get("/health")
             body = response.json()
-            assert response.status_code == 503 and body["database"]["state"] == "error", body
+            assert response.status_code == 503 and body["status"] == "starting", body
+            assert body["database"]["state"] in {"starting", "error"} and "secret-pw" not in response.text
+
+            response = await apoll_until(
+                lambda: client.get("/health"),
+                lambda r: r.json()["database"]["state"] == "error",
+                what="/health after the failed connect",
+            )
+            body = response.json()
+            assert response.status_code == 503 and body["status"] == "starting", body  # still retrying
             assert body["issues"][0].startswith("database: ") and "secret-pw" not in response.text
 
             query = await client.post("/api/rag/query", json={"query": "anything"})
@@ -55,8 +51,5 @@ async def test_the_start_up_heap_is_frozen_once_ready(api_settings: Settings) ->
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     async with running_app(api_settings):
-        for _ in range(200):
-            if gc.get_freeze_count():
-                break
-            await asyncio.sleep(0.05)
-        assert gc.get_freeze_count() > 10_000
+        frozen = await apoll_state(gc.get_freeze_count, lambda count: count > 0, what="the frozen heap")
+        assert frozen > 10_000

@@ -77,7 +77,11 @@ async def test_subscriber_gets_current_state_then_every_change(server: RunningAp
         other = server.runtime.tracker.start("test")
         other.finish()
         op.update(progress=99)  # finished operations no longer change
-        await asyncio.sleep(0.3)
+        await server.runtime.tracker.drain()  # whatever those pushed has been emitted
+        # One socket delivers in order: a marker subscribed now arrives after anything emitted before it.
+        marker = server.runtime.tracker.start("test")
+        await client.sio.call("subscribe", {"progressId": marker.id}, timeout=10)
+        assert (await client.next_event())["progressId"] == marker.id
         assert client.events.empty()
     finally:
         await client.sio.disconnect()
