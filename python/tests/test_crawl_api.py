@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
-import httpx
 import pytest
 from support.api_fixtures import RunningApp, running_app
+from support.polling import wait_operation
 from support.site_fixtures import FixtureSite, docs_site, page
 
 from ragserver.config import Settings
 
 pytestmark = pytest.mark.timeout(240)
-
-FINAL = ("completed", "failed", "cancelled")
-
-
-async def until_final(client: httpx.AsyncClient, progress_id: str, timeout: float = 120) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            snap = (await client.get(f"/api/progress/{progress_id}")).json()
-            if snap["status"] in FINAL:
-                return snap
-            await asyncio.sleep(0.1)
-
-
-async def until_crawled(client: httpx.AsyncClient, progress_id: str, pages: int, timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while (await client.get(f"/api/progress/{progress_id}")).json()["counts"].get("pages_crawled", 0) < pages:
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +62,7 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
             assert started.status_code == 200, started.text
             body = started.json()
             assert body["success"] is True and body["progressId"]
-            snap = await until_final(client, body["progressId"])
+            snap = await wait_operation(client, body["progressId"])
             assert snap["status"] == "completed", snap
             assert snap["type"] == "crawl" and snap["counts"]["pages_crawled"] == 11
             assert snap["counts"]["pages_failed"] >= 4 and snap["counts"]["chunks_stored"] >= 11
@@ -100,10 +82,10 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
                 slow.delay_s = 0.3
                 site.set(path, slow)
             refresh = (await client.post(f"/api/knowledge-items/{body['source_id']}/refresh")).json()
-            await until_crawled(client, refresh["progressId"], 2)
+            await wait_operation(client, refresh["progressId"], lambda s: s["counts"].get("pages_crawled", 0) >= 2)
             stop = (await client.post(f"/api/knowledge-items/stop/{refresh['progressId']}")).json()
             assert stop["cancelled"] is True
-            assert (await until_final(client, refresh["progressId"]))["status"] == "cancelled"
+            assert (await wait_operation(client, refresh["progressId"]))["status"] == "cancelled"
             items = (await client.get("/api/knowledge-items", params={"per_page": 200})).json()["items"]
             item = next(i for i in items if i["source_id"] == body["source_id"])
             assert item["page_count"] == 11 and item["last_run_status"] == "cancelled"
@@ -114,6 +96,6 @@ async def test_stopping_a_finished_crawl_is_harmless(api_settings: Settings) -> 
     async with running_app(settings) as app:
         with FixtureSite({"/": page("One page", "<p>just one page here</p>")}) as site:
             started = (await app.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})).json()
-            assert (await until_final(app.client, started["progressId"]))["status"] == "completed"
+            assert (await wait_operation(app.client, started["progressId"]))["status"] == "completed"
             stop = (await app.client.post(f"/api/knowledge-items/stop/{started['progressId']}")).json()
             assert stop["cancelled"] is False

@@ -9,11 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.polling import PollTimeout, poll_until
 from support.site_fixtures import FixtureSite, Route, crawl, crawl_settings
 
 from ragserver.errors import CrawlError
@@ -47,14 +47,26 @@ def cdp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         start_new_session=True,
     )
     port_file = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not (port_file.exists() and port_file.read_text().strip()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.skip("chromium did not open its DevTools port")
-        time.sleep(0.1)
+
+    def devtools_port() -> str:
+        """The port Chromium writes on the file's first line; "" until it has."""
+        words = port_file.read_text().split() if port_file.exists() else []
+        return words[0] if words else ""
+
     try:
-        yield f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+        port = poll_until(
+            devtools_port,
+            lambda port: bool(port) or proc.poll() is not None,
+            what="chromium's DevTools port",
+            timeout=START_TIMEOUT_S,
+        )
+    except PollTimeout:
+        port = ""
+    if not port:
+        proc.kill()
+        pytest.skip("chromium did not open its DevTools port")
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
