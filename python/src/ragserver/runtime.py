@@ -178,7 +178,8 @@ class Runtime:
         self.database = DatabaseState("error", self._redact(_one_line(exc)))
         self.failure = exc
         self.failed.set()
-        log.error("cannot start: %s", self.database.reason)
+        if self.server:  # a CLI command prints the error itself
+            log.error("cannot start: %s", self.database.reason)
 
     async def _on_store_open(self, store: Store) -> None:
         self.migrations = store.migration_report.changes
