@@ -35,6 +35,7 @@ from typing import Any
 from harness import SCIFACT, RssSampler, Stack, minilm_path, product_stack, read_jsonl, rss_mib, save_result
 
 from ragserver.ingest.chunk import chunk_document
+from ragserver.ingest.formats import detect_format
 from ragserver.ingest.parse import parse_file
 from ragserver.ml.worker import plan_batches
 
@@ -49,7 +50,7 @@ def write_subset(folder: Path, docs: int) -> Path:
 def chunk_texts(stack: Stack, path: Path) -> list[str]:
     """The chunk texts the ingest will store, cut the way IngestService cuts them."""
     texts = []
-    for doc in parse_file(path, path.name):
+    for doc in parse_file(path, path.name, detect_format(path.name)):
         chunks, _ = chunk_document(
             doc,
             max_tokens=stack.ingest.max_tokens,

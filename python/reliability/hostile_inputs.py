@@ -44,10 +44,11 @@ def _estimate(texts: list[str]) -> list[int]:
 def run_file(data: bytes, filename: str) -> str:
     """Parse and chunk like an upload does; returns a short summary."""
     from ragserver.ingest.chunk import chunk_document
+    from ragserver.ingest.formats import detect_format
     from ragserver.ingest.parse import parse_bytes
 
     docs = chunks = 0
-    for doc in parse_bytes(data, filename):
+    for doc in parse_bytes(data, filename, detect_format(filename)):
         docs += 1
         made, _ = chunk_document(doc, max_tokens=MAX_TOKENS, count_tokens=_estimate)
         chunks += len(made)

@@ -23,6 +23,7 @@ from ragserver.config import Settings
 from ragserver.domain import SourceInfo
 from ragserver.errors import RagServerError
 from ragserver.ingest.chunk import chunk_document
+from ragserver.ingest.formats import detect_format
 from ragserver.ingest.parse import parse_bytes
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService, estimate_tokens
@@ -40,7 +41,7 @@ def _count(texts: list[str]) -> list[int]:
 
 def _parse_and_chunk(data: bytes, filename: str) -> int:
     chunks = 0
-    for doc in parse_bytes(data, filename):
+    for doc in parse_bytes(data, filename, detect_format(filename)):
         chunks += len(chunk_document(doc, max_tokens=MAX_TOKENS, count_tokens=_count)[0])
     return chunks
 
@@ -58,7 +59,7 @@ def test_random_bytes_give_content_or_our_error(data: bytes, ext: str, prefix: b
 @given(text=st.text(alphabet=MARKDOWN_ALPHABET, max_size=3000), ext=st.sampled_from(["md", "html", "txt"]))
 def test_random_markup_chunks_within_budget(text: str, ext: str) -> None:
     """Every chunk fits the budget, except a code block kept whole (a fenced chunk)."""
-    for doc in parse_bytes(text.encode(), f"fuzz.{ext}"):
+    for doc in parse_bytes(text.encode(), f"fuzz.{ext}", detect_format(f"fuzz.{ext}")):
         for chunk in chunk_document(doc, max_tokens=MAX_TOKENS, count_tokens=_count)[0]:
             assert chunk.content.strip()
             assert _count([chunk.content])[0] <= MAX_TOKENS or "```" in chunk.content or "~~~" in chunk.content
@@ -96,7 +97,7 @@ async def test_hostile_documents_are_stored(store, pg_settings: Settings) -> Non
     for name, data in files.items():
         result = await service.ingest_documents(
             SourceInfo(source_id=f"hostile-{name}", title=name, origin="test"),
-            parse_bytes(data, name),
+            parse_bytes(data, name, detect_format(name)),
             tracker.start("upload"),
             "upload",
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from starlette.datastructures import UploadFile
 from test_parse import make_pdf
 
 from ragserver.config import Settings
@@ -23,7 +25,7 @@ from ragserver.ingest import service as ingest_service
 from ragserver.ingest.files import path_source_id, upload_source_id
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
-from ragserver.progress import FINAL, Operation, OperationCancelled, ProgressTracker
+from ragserver.progress import Operation, OperationCancelled, ProgressTracker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -94,9 +96,13 @@ async def run_statuses(settings: Settings, source_id: str) -> list[str]:
 
 async def finished(op: Operation, timeout: float = 60) -> Operation:
     async with asyncio.timeout(timeout):
-        while op.status not in FINAL:
-            await asyncio.sleep(0.02)
+        await op.ended()
     return op
+
+
+def upload(data: bytes) -> UploadFile:
+    """The file object the upload route hands over (Starlette's, over an in-memory file)."""
+    return UploadFile(io.BytesIO(data))
 
 
 # -- the pipeline ---------------------------------------------------------------------------------------
@@ -177,13 +183,17 @@ async def test_error_midway_keeps_previous_content_and_marks_run_failed(service,
 
 
 async def test_task_cancellation_fails_the_run_as_cancelled(service, settings, tracker) -> None:
-    async def slow() -> AsyncIterator[Document]:
-        for i in itertools.count():
-            yield doc(i)
-            await asyncio.sleep(0.01)
+    pulled, never = asyncio.Event(), asyncio.Event()
 
-    task = asyncio.create_task(service.ingest_documents(source(), slow(), tracker.start("ingest"), "ingest"))
-    await asyncio.sleep(0.3)
+    async def waiting() -> AsyncIterator[Document]:
+        for i in itertools.count():
+            if i == BATCH + 1:
+                pulled.set()  # the run has begun and a batch is on its way to the store
+                await never.wait()
+            yield doc(i)
+
+    task = asyncio.create_task(service.ingest_documents(source(), waiting(), tracker.start("ingest"), "ingest"))
+    await pulled.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -257,18 +267,23 @@ async def test_hostile_text_is_stored(service, settings, tracker) -> None:
 
 async def test_upload_validates_before_starting(service, tracker) -> None:
     with pytest.raises(PayloadTooLarge):
-        await service.start_upload("big.md", b"x" * (1024 * 1024 + 1))
+        await service.start_upload("big.md", upload(b"x" * (1024 * 1024 + 1)))
     with pytest.raises(UnsupportedMediaType):
-        await service.start_upload("photo.png", b"\x89PNG....")
+        await service.start_upload("photo.png", upload(b"\x89PNG...."))
     with pytest.raises(InputError):
-        await service.start_upload("empty.md", b"  \n")
+        await service.start_upload("empty.md", upload(b"  \n"))
     with pytest.raises(InputError):
-        await service.start_upload("..", b"text")
+        await service.start_upload("..", upload(b"text"))
     assert tracker.list() == []  # no operation was started for a refused upload
 
 
+async def test_upload_of_exactly_the_limit_is_accepted(offline_service) -> None:
+    op = await offline_service.start_upload("limit.txt", upload(b"word " * (1024 * 1024 // 5) + b"x"))
+    assert (await finished(op)).status == "completed", op.error
+
+
 async def test_upload_ingests_in_background_and_reupload_replaces(service, store, settings) -> None:
-    op = await service.start_upload("../../Guide.md", b"# Guide\n\nFirst version.", ["a"], "technical")
+    op = await service.start_upload("../../Guide.md", upload(b"# Guide\n\nFirst version."), ["a"], "technical")
     await finished(op)
     assert op.status == "completed", op.error
     source_id = upload_source_id("Guide.md")
@@ -277,13 +292,13 @@ async def test_upload_ingests_in_background_and_reupload_replaces(service, store
     info = await store.get_source(source_id)
     assert info["tags"] == ["a"]
 
-    op = await service.start_upload("Guide.md", b"# Guide\n\nSecond version.", [], "technical")
+    op = await service.start_upload("Guide.md", upload(b"# Guide\n\nSecond version."), [], "technical")
     await finished(op)
     assert await active_pages(settings, source_id) == {"Guide.md": "# Guide\n\nSecond version."}
 
 
 async def test_upload_of_broken_pdf_fails_the_operation_cleanly(service, store) -> None:
-    op = await service.start_upload("paper.pdf", make_pdf([["text"]])[:150])
+    op = await service.start_upload("paper.pdf", upload(make_pdf([["text"]])[:150]))
     await finished(op)
     assert op.status == "failed"
     assert "paper.pdf" in op.error and "damaged" in op.error
@@ -293,9 +308,9 @@ async def test_upload_of_broken_pdf_fails_the_operation_cleanly(service, store) 
 
 async def test_upload_of_jsonl_with_a_bad_line_keeps_previous_content(service, settings) -> None:
     good = b'{"_id": "1", "title": "One", "text": "first"}\n'
-    op = await service.start_upload("corpus.jsonl", good)
+    op = await service.start_upload("corpus.jsonl", upload(good))
     await finished(op)
-    op = await service.start_upload("corpus.jsonl", good + b'{"_id": "2", "text": \n')
+    op = await service.start_upload("corpus.jsonl", upload(good + b'{"_id": "2", "text": \n'))
     await finished(op)
     assert op.status == "failed"
     assert "corpus.jsonl line 2" in op.error
@@ -304,7 +319,7 @@ async def test_upload_of_jsonl_with_a_bad_line_keeps_previous_content(service, s
 
 async def test_cancelled_upload_ends_cancelled(service, settings) -> None:
     lines = b"".join(json.dumps({"_id": str(i), "text": f"doc {i}"}).encode() + b"\n" for i in range(400))
-    op = await service.start_upload("many.jsonl", lines)
+    op = await service.start_upload("many.jsonl", upload(lines))
     op.cancel()
     await finished(op)
     assert op.status == "cancelled"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
 
+from ragserver.domain import Document
 from ragserver.errors import InputError, UnsupportedMediaType
 from ragserver.ingest.files import FolderScan, path_source_id, safe_filename, upload_source_id, walk_folder
-from ragserver.ingest.formats import detect_format, is_supported
+from ragserver.ingest.formats import detect_format, format_of
 from ragserver.ingest.parse import parse_bytes, parse_file
 
 
@@ -49,6 +51,11 @@ def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
     return bytes(out)
 
 
+def parse(data: bytes, filename: str, content_type: str | None = None) -> Iterator[Document]:
+    """parse_bytes of the format detected from the name (and type), as the ingest service does."""
+    return parse_bytes(data, filename, detect_format(filename, content_type), content_type)
+
+
 def encrypt(pdf: bytes, password: str) -> bytes:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
     writer.encrypt(password)
@@ -81,10 +88,10 @@ def test_detect_format(filename: str, content_type: str | None, expected: str) -
 @pytest.mark.parametrize(("filename", "content_type"), [("image.png", None), ("x.exe", "application/octet-stream")])
 def test_unknown_type_is_415(filename: str, content_type: str | None) -> None:
     with pytest.raises(UnsupportedMediaType) as info:
-        parse_bytes(b"data", filename, content_type)
+        detect_format(filename, content_type)
     assert info.value.status_code == 415
     assert ".md" in info.value.message
-    assert not is_supported(filename)
+    assert format_of(filename) is None
 
 
 # -- markdown and text ---------------------------------------------------------------------------
@@ -92,7 +99,7 @@ def test_unknown_type_is_415(filename: str, content_type: str | None) -> None:
 
 def test_markdown_title_from_first_h1_not_from_a_code_comment() -> None:
     data = b"```bash\n# install\n```\n\n# Real Title\n\nBody text.\n"
-    (doc,) = parse_bytes(data, "guide.md")
+    (doc,) = parse(data, "guide.md")
     assert doc.title == "Real Title"
     assert doc.url == "guide.md"
     assert doc.markdown == data.decode()
@@ -101,30 +108,30 @@ def test_markdown_title_from_first_h1_not_from_a_code_comment() -> None:
 
 def test_markdown_front_matter_gives_title_and_is_not_content() -> None:
     data = b"---\ntitle: 'From Front Matter'\nsidebar: 2\n---\n# Heading\n\nText.\n"
-    (doc,) = parse_bytes(data, "page.mdx")
+    (doc,) = parse(data, "page.mdx")
     assert doc.title == "From Front Matter"
     assert doc.markdown.startswith("# Heading")
 
 
 def test_text_title_is_the_file_stem_and_format_is_text() -> None:
-    (doc,) = parse_bytes(b"# not a heading in a text file\n", "docs/notes.txt")
+    (doc,) = parse(b"# not a heading in a text file\n", "docs/notes.txt")
     assert doc.title == "notes"
     assert doc.metadata["format"] == "text"
 
 
 def test_invalid_utf8_is_replaced_not_fatal() -> None:
-    (doc,) = parse_bytes(b"# Caf\xe9 \xff\xfe ok\n\nbody \x80\n", "bad.md")
+    (doc,) = parse(b"# Caf\xe9 \xff\xfe ok\n\nbody \x80\n", "bad.md")
     assert "\ufffd" in doc.markdown
     assert doc.markdown.endswith("body \ufffd\n")
 
 
 def test_declared_charset_is_honoured() -> None:
-    (doc,) = parse_bytes("Café".encode("latin-1"), "note", "text/plain; charset=iso-8859-1")
+    (doc,) = parse("Café".encode("latin-1"), "note", "text/plain; charset=iso-8859-1")
     assert doc.markdown == "Café"
 
 
 def test_utf8_bom_is_dropped() -> None:
-    (doc,) = parse_bytes(b"\xef\xbb\xbf# Title\n", "bom.md")
+    (doc,) = parse(b"\xef\xbb\xbf# Title\n", "bom.md")
     assert doc.markdown == "# Title\n"
     assert doc.title == "Title"
 
@@ -151,7 +158,7 @@ widget.install(&quot;fast&quot;)
 
 
 def test_html_becomes_markdown_with_headings_and_fenced_code() -> None:
-    (doc,) = parse_bytes(HTML, "widgets.html")
+    (doc,) = parse(HTML, "widgets.html")
     md = doc.markdown
     assert doc.title == "Widget Guide"
     assert doc.metadata["format"] == "markdown"
@@ -165,16 +172,16 @@ def test_html_becomes_markdown_with_headings_and_fenced_code() -> None:
 
 
 def test_html_title_falls_back_to_h1_then_filename() -> None:
-    (doc,) = parse_bytes(b"<body><h1>Only Heading</h1><p>x</p></body>", "a.html")
+    (doc,) = parse(b"<body><h1>Only Heading</h1><p>x</p></body>", "a.html")
     assert doc.title == "Only Heading"
-    (doc,) = parse_bytes(b"<p>just text</p>", "b.html")
+    (doc,) = parse(b"<p>just text</p>", "b.html")
     assert doc.title == "b"
 
 
 def test_deeply_nested_html_does_not_crash() -> None:
     depth = 5000
     data = b"<div>" * depth + b"deep content" + b"</div>" * depth
-    (doc,) = parse_bytes(data, "deep.html")
+    (doc,) = parse(data, "deep.html")
     assert "deep content" in doc.markdown
 
 
@@ -183,7 +190,7 @@ def test_deeply_nested_html_does_not_crash() -> None:
 
 def test_pdf_one_document_per_page_with_text() -> None:
     data = make_pdf([["Hello from page one.", "Second line (with parens)."], [], ["Page three."]], title="Manual")
-    docs = list(parse_bytes(data, "manual.pdf"))
+    docs = list(parse(data, "manual.pdf"))
     assert [d.url for d in docs] == ["manual.pdf#page=1", "manual.pdf#page=3"]
     assert all(d.title == "Manual" for d in docs)
     assert "Hello from page one." in docs[0].markdown
@@ -192,7 +199,7 @@ def test_pdf_one_document_per_page_with_text() -> None:
 
 
 def test_pdf_without_title_uses_the_file_stem() -> None:
-    (doc,) = parse_bytes(make_pdf([["text"]]), "report-2024.pdf")
+    (doc,) = parse(make_pdf([["text"]]), "report-2024.pdf")
     assert doc.title == "report-2024"
 
 
@@ -209,14 +216,14 @@ def test_pdf_without_title_uses_the_file_stem() -> None:
 )
 def test_bad_pdf_is_a_clear_input_error(data: bytes, phrase: str) -> None:
     with pytest.raises(InputError) as info:
-        list(parse_bytes(data, "bad.pdf"))
+        list(parse(data, "bad.pdf"))
     assert phrase in info.value.message
     assert "bad.pdf" in info.value.message
     assert info.value.status_code == 400
 
 
 def test_pdf_encrypted_with_empty_user_password_is_read() -> None:
-    (doc,) = parse_bytes(encrypt(make_pdf([["owner-locked text"]]), ""), "locked.pdf")
+    (doc,) = parse(encrypt(make_pdf([["owner-locked text"]]), ""), "locked.pdf")
     assert "owner-locked text" in doc.markdown
 
 
@@ -234,7 +241,7 @@ def test_jsonl_beir_corpus() -> None:
         {"_id": 42, "title": "", "text": "Numeric id."},
         {"_id": "a b/c", "text": "No title field.", "metadata": {}},
     )
-    docs = list(parse_bytes(data, "corpus.jsonl"))
+    docs = list(parse(data, "corpus.jsonl"))
     assert [d.metadata["doc_id"] for d in docs] == ["d1", "42", "a b/c"]
     assert [d.url for d in docs] == [
         "jsonl://corpus.jsonl#d1",
@@ -261,7 +268,7 @@ def test_jsonl_beir_corpus() -> None:
 )
 def test_bad_jsonl_line_names_its_number(bad_line: str, phrase: str) -> None:
     data = jsonl({"_id": "ok", "text": "fine"}, "", bad_line, {"_id": "after", "text": "never read"})
-    docs = parse_bytes(data, "c.jsonl")
+    docs = parse(data, "c.jsonl")
     assert next(docs).metadata["doc_id"] == "ok"  # lines before the bad one are already usable
     with pytest.raises(InputError) as info:
         next(docs)
@@ -270,14 +277,14 @@ def test_bad_jsonl_line_names_its_number(bad_line: str, phrase: str) -> None:
 
 
 def test_jsonl_text_postgres_cannot_store_is_cleaned() -> None:
-    (doc,) = parse_bytes(b'{"_id": "n\\u0000", "text": "a\\u0000b \\ud800 c"}', "x.jsonl")
+    (doc,) = parse(b'{"_id": "n\\u0000", "text": "a\\u0000b \\ud800 c"}', "x.jsonl")
     assert doc.markdown == "ab ? c"
     assert doc.metadata["doc_id"] == "n"
     doc.markdown.encode("utf-8")
 
 
 def test_jsonl_invalid_utf8_is_replaced() -> None:
-    (doc,) = parse_bytes(b'{"_id": "1", "text": "caf\xe9"}', "x.jsonl")
+    (doc,) = parse(b'{"_id": "1", "text": "caf\xe9"}', "x.jsonl")
     assert doc.markdown == "caf\ufffd"
 
 
@@ -286,7 +293,7 @@ def test_jsonl_file_is_streamed_line_by_line(tmp_path: Path) -> None:
     with path.open("w") as handle:
         for i in range(5000):
             handle.write(json.dumps({"_id": str(i), "text": f"doc {i}"}) + "\n")
-    docs = parse_file(path, "big.jsonl")
+    docs = parse_file(path, "big.jsonl", "jsonl")
     first = next(docs)
     assert first.metadata["doc_id"] == "0"
     assert sum(1 for _ in docs) == 4999
@@ -332,6 +339,6 @@ def test_walk_folder_skips_unsupported_hidden_and_escaping_links(tmp_path: Path)
     (root / "inside-link.md").symlink_to(root / "a.md")
     (root / "linked-dir").symlink_to(tmp_path)
     scan = FolderScan()
-    names = [name for _, name in walk_folder(root, scan)]
+    names = [name for _, name, _ in walk_folder(root, scan)]
     assert names == ["a.md", "inside-link.md", "sub/b.txt"]
     assert (scan.unsupported, scan.outside) == (1, 1)

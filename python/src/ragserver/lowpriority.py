@@ -2,8 +2,8 @@
 
 On a small machine the event loop, the search path (embed the query, rerank) and bulk work
 (parsing and chunking documents, embedding them, converting crawled pages) share a couple of
-cores. Without priorities the loop thread waits its turn behind them (measured: 0.35 to 0.9 s
-of event-loop lag during a crawl + upload on 2 cores, python/reliability/load.py). Bulk work
+cores. Without priorities the loop thread waits its turn behind them (the event-loop lag
+measured during a crawl + upload is in RELIABILITY.md, python/reliability/load.py). Bulk work
 therefore runs in threads and processes with a higher nice value, so the scheduler runs the
 loop and the searches first and bulk work takes the cores they leave.
 

@@ -60,6 +60,11 @@ class ApiKeyMiddleware:
 class BodyLimitMiddleware:
     """Caps the request body: by Content-Length up front, and by counting while it streams in.
 
+    This is not the upload size rule (MAX_UPLOAD_MB per file, checked where the ingest service
+    reads the file): it bounds what any route's body parsing may buffer or spool to disk before
+    a route runs at all, so its cap is the largest legitimate body (an upload plus its multipart
+    envelope) and it guards every route, JSON ones included.
+
     When a body without (or with a lying) Content-Length crosses the cap, the 413 is sent from
     here, the route sees a disconnect, and whatever it answers afterwards is dropped.
     """

@@ -1,7 +1,8 @@
 """Sources and uploads, with Archon v1's paths and JSON shapes.
 
-Uploads are read in full only after the size guard has capped the request body; the ingest
-service parses and embeds in the background and the caller follows the returned progressId.
+The route hands the uploaded file to the ingest service, which reads it up to MAX_UPLOAD_MB (the
+one place that rule is checked), parses and embeds in the background; the caller follows the
+returned progressId.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from ragserver.api.deps import IngestDep, SettingsDep, StoreDep
+from ragserver.api.deps import IngestDep, StoreDep
 from ragserver.api.handlers import error_responses
-from ragserver.errors import InputError, PayloadTooLarge
+from ragserver.errors import InputError
 
 router = APIRouter(prefix="/api", tags=["knowledge"])
 
@@ -78,7 +79,6 @@ class DeleteResponse(BaseModel):
 @router.post("/documents/upload", response_model=UploadResponse, responses=error_responses(415))
 async def upload_document(
     ingest: IngestDep,
-    settings: SettingsDep,
     file: Annotated[UploadFile, File(description="md, txt, html, pdf or jsonl")],
     tags: Annotated[str | None, Form(description="JSON list or comma-separated", max_length=10_000)] = None,
     knowledge_type: Annotated[str, Form(min_length=1, max_length=50)] = "technical",
@@ -87,11 +87,7 @@ async def upload_document(
     filename = (file.filename or "").strip()
     if not filename:
         raise InputError("the uploaded file needs a filename")
-    limit = settings.max_upload_mb * 1024 * 1024
-    if file.size is not None and file.size > limit:
-        raise PayloadTooLarge(f"{filename} is larger than MAX_UPLOAD_MB={settings.max_upload_mb}")
-    data = await file.read()
-    op = await ingest.start_upload(filename, data, parse_tags(tags), knowledge_type, content_type=file.content_type)
+    op = await ingest.start_upload(filename, file, parse_tags(tags), knowledge_type, content_type=file.content_type)
     return UploadResponse(success=True, progressId=op.id, message="Document upload started", filename=filename)
 
 

@@ -1,11 +1,11 @@
 """HTML -> (title, markdown, links) with crawl4ai's LXML scraping strategy and markdown generator.
 
-crawl4ai is imported lazily, on the first page: importing it costs about a second, pulls in
+crawl4ai is imported lazily, on the first page: importing it is slow, pulls in
 playwright's Python module, and creates its home folder (~/.crawl4ai, or
 $CRAWL4_AI_BASE_DIRECTORY). The server points that folder at DATA_DIR before the first import so
 nothing is written into the user's home.
 
-The conversion is pure-Python CPU work (~40 ms a page of the Python docs), so threads would
+The conversion is pure-Python CPU work (BENCHMARKS.md has its cost per page), so threads would
 serialize on the GIL: `Converter` runs it in a pool of worker processes (one per core by default,
 CRAWL_CONVERT_WORKERS), started on the first page and kept for the life of the server. The
 workers run at bulk priority (BULK_NICE, lowpriority.py), so searches and the event loop go

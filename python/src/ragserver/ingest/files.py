@@ -1,4 +1,5 @@
-"""File names and folders: safe upload names, stable source ids, and the walk over a folder.
+"""File names, folders and upload bytes: safe upload names, stable source ids, the walk over a
+folder, and reading an upload up to the size limit.
 
 Source ids derive from names, not from content or time, so ingesting the same file or folder
 again replaces that source (a new generation) instead of adding a duplicate.
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ragserver.domain import Document
-from ragserver.errors import InputError
-from ragserver.ingest.formats import is_supported
+from ragserver.errors import InputError, PayloadTooLarge
+from ragserver.ingest.formats import format_of
 from ragserver.ingest.parse import parse_file
+from ragserver.ingest.ports import UploadStream
 
 MAX_FILENAME_CHARS = 255
+READ_CHUNK_BYTES = 1024 * 1024
 MAX_REPORTED_ERRORS = 20
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -70,8 +73,8 @@ class FolderScan:
     errors: list[str] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS messages
 
 
-def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str]]:
-    """(file, name relative to root) for every supported file below root, sorted, lazily.
+def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str, str]]:
+    """(file, name relative to root, format) for every supported file below root, sorted, lazily.
 
     Symlinked files are followed only when they resolve inside root; symlinked folders are
     never entered (no loops, no escaping the folder the user named); hidden folders are skipped.
@@ -87,15 +90,16 @@ def walk_folder(root: Path, scan: FolderScan) -> Iterator[tuple[Path, str]]:
                 continue
             if not path.is_file():
                 continue
-            if not is_supported(name):
+            kind = format_of(name)
+            if kind is None:
                 scan.unsupported += 1
                 continue
-            yield path, relative
+            yield path, relative, kind
 
 
-def file_documents(path: Path, name: str) -> Iterator[Document]:
+def file_documents(path: Path, name: str, kind: str) -> Iterator[Document]:
     """The documents of one file, parsed on the first pull (so in the pipeline's worker thread)."""
-    yield from parse_file(path, name)
+    yield from parse_file(path, name, kind)
 
 
 def folder_documents(root: Path, scan: FolderScan) -> Iterator[Document]:
@@ -103,12 +107,28 @@ def folder_documents(root: Path, scan: FolderScan) -> Iterator[Document]:
 
     A JSONL file that breaks at line N keeps the documents of its first N-1 lines.
     """
-    for path, name in walk_folder(root, scan):
+    for path, name, kind in walk_folder(root, scan):
         try:
-            yield from parse_file(path, name)
+            yield from parse_file(path, name, kind)
         except (InputError, OSError) as exc:
             message = exc.message if isinstance(exc, InputError) else f"{name}: {exc}"
             log.warning("skipping %s: %s", name, message)
             scan.failed += 1
             if len(scan.errors) < MAX_REPORTED_ERRORS:
                 scan.errors.append(message)
+
+
+async def read_upload(stream: UploadStream, name: str, limit_mb: int) -> bytes:
+    """The whole upload, or PayloadTooLarge as soon as it passes MAX_UPLOAD_MB (the one place that rule lives).
+
+    Reading stops at the limit, so a larger file is never held in memory.
+    """
+    limit = limit_mb * 1024 * 1024
+    parts: list[bytes] = []
+    size = 0
+    while part := await stream.read(READ_CHUNK_BYTES):
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"{name} is larger than MAX_UPLOAD_MB={limit_mb}")
+        parts.append(part)
+    return b"".join(parts)

@@ -50,10 +50,13 @@ SUPPORTED_EXTENSIONS = tuple(sorted(_BY_EXTENSION))
 
 
 def detect_format(filename: str, content_type: str | None = None) -> str:
-    """The format name for this file, or UnsupportedMediaType naming what is accepted."""
-    suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
-    if suffix in _BY_EXTENSION:
-        return _BY_EXTENSION[suffix]
+    """The format name for this file, or UnsupportedMediaType naming what is accepted.
+
+    Callers detect once, before any work starts, and pass the result to the parser.
+    """
+    kind = format_of(filename)
+    if kind is not None:
+        return kind
     media = (content_type or "").split(";")[0].strip().lower()
     if media in _BY_CONTENT_TYPE:
         return _BY_CONTENT_TYPE[media]
@@ -63,9 +66,9 @@ def detect_format(filename: str, content_type: str | None = None) -> str:
     )
 
 
-def is_supported(filename: str) -> bool:
-    """True when the file's extension has a parser (used to skip other files in a folder)."""
-    return PurePosixPath(filename).suffix.lower() in _BY_EXTENSION
+def format_of(filename: str) -> str | None:
+    """The format its extension names, or None (a folder walk skips such files)."""
+    return _BY_EXTENSION.get(PurePosixPath(filename.replace("\\", "/")).suffix.lower())
 
 
 def decode_text(data: bytes, content_type: str | None = None) -> str:

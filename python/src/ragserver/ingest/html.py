@@ -21,17 +21,17 @@ _PAGE_CHROME = ["header", "footer", "aside"]
 _LANG_CLASS = re.compile(r"^(?:language|lang|highlight|sourceCode)-([\w+#.-]+)$")
 _BACKTICK_RUN = re.compile(r"`{3,}")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-# The parse tree costs ~700 bytes per element: 500,000 tags is ~400 MB, five times the largest
-# page of the Python docs (contents.html, ~98,000). More is refused before parsing, so a hostile
-# upload of 50 MB of <div> cannot take ~8 GB of the server's memory.
+# The parse tree's memory grows with the number of elements (RELIABILITY.md has the measured cost):
+# MAX_TAGS is a few times the element count of the largest page of the Python docs (contents.html).
+# More is refused before parsing, so a hostile upload of <div> after <div> cannot exhaust memory.
 MAX_TAGS = 500_000
 
 
 class _Converter(MarkdownConverter):
     """markdownify with fences that survive code containing ``` runs."""
 
-    def convert_pre(self, el, text, parent_tags):
-        block = super().convert_pre(el, text, parent_tags)
+    def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        block: str = super().convert_pre(el, text, parent_tags)  # type: ignore[misc]  # the stub omits convert_*
         longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
         if not longest:
             return block
@@ -67,7 +67,7 @@ def _content_root(soup: BeautifulSoup) -> Tag:
 def _strip_chrome(soup: BeautifulSoup) -> None:
     for tag in soup.find_all(_DROP):
         tag.decompose()
-    for tag in soup.find_all(attrs={"role": "navigation"}):
+    for tag in soup.find_all(role="navigation"):
         tag.decompose()
     for tag in soup.find_all(_PAGE_CHROME):
         if tag.find_parent(["article", "main"]) is None:

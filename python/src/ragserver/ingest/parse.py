@@ -26,13 +26,11 @@ _FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*(?P<title>.+?)[ \t]*$", re.MULTI
 _FRONT_MATTER_MAX_CHARS = 10_000
 
 
-def parse_bytes(data: bytes, filename: str, content_type: str | None = None) -> Iterator[Document]:
-    """Documents in one file's bytes; UnsupportedMediaType for unknown types, InputError for bad content.
+def parse_bytes(data: bytes, filename: str, kind: str, content_type: str | None = None) -> Iterator[Document]:
+    """Documents in one file's bytes of format `kind` (formats.detect_format); InputError for bad content.
 
-    The type is checked before the generator starts, so a caller learns about an unsupported
-    file at the call, not at the first `next()`.
+    `content_type` only supplies a charset for text formats.
     """
-    kind = formats.detect_format(filename, content_type)
     if kind == formats.JSONL:
         return parse_jsonl(io.BytesIO(data), filename)
     if kind == formats.PDF:
@@ -40,14 +38,14 @@ def parse_bytes(data: bytes, filename: str, content_type: str | None = None) -> 
     return iter([_parse_text_document(data, filename, kind, content_type)])
 
 
-def parse_file(path: Path, name: str) -> Iterator[Document]:
-    """Documents in a file on disk; `name` is the stable name used in urls (e.g. the path inside a folder).
+def parse_file(path: Path, name: str, kind: str) -> Iterator[Document]:
+    """Documents in a file on disk of format `kind`; `name` is the stable name used in urls (e.g. the
+    path inside a folder).
 
     JSONL is read line by line from the file so a corpus of any size streams in flat memory.
     """
-    kind = formats.detect_format(name)
     if kind != formats.JSONL:
-        return parse_bytes(path.read_bytes(), name)
+        return parse_bytes(path.read_bytes(), name, kind)
     return _jsonl_from_path(path, name)
 
 

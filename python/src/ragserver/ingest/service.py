@@ -8,7 +8,8 @@ searches and the event loop go first), embedding in the ML worker's bulk lane.
 
 Operations: whoever starts an operation ends it. `ingest_documents` only reports steps and
 counts on the operation it is given (the crawl service finishes its own with crawl stats);
-`start_upload`, `ingest_path` and `schedule_reembed` start theirs and finish, fail or cancel them.
+`start_upload`, `ingest_path` and `schedule_reembed` start theirs and hand the work to the
+tracker's runner (`ProgressTracker.run` / `.spawn`), which ends them from the outcome.
 """
 
 from __future__ import annotations
@@ -18,28 +19,30 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ragserver.config import Settings
 from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
-from ragserver.errors import Busy, InputError, MLError, PayloadTooLarge, RagServerError, Unavailable
+from ragserver.errors import Busy, InputError, MLError, RagServerError, Unavailable
 from ragserver.ingest.chunk import chunk_document
 from ragserver.ingest.files import (
     FolderScan,
     file_documents,
     folder_documents,
     path_source_id,
+    read_upload,
     safe_filename,
     upload_source_id,
     walk_folder,
 )
 from ragserver.ingest.formats import detect_format, storable_text
 from ragserver.ingest.parse import parse_bytes
+from ragserver.ingest.ports import EmbeddingModel, IngestStore, UploadStream
 from ragserver.lowpriority import bulk_executor
-from ragserver.progress import Operation, OperationCancelled, ProgressTracker
+from ragserver.progress import Operation, OperationCancelled, ProgressTracker, Result
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,11 @@ DEFAULT_MAX_TOKENS = 256  # chunk size while no embedder is loaded (all-MiniLM-L
 EMBED_REQUEST_TEXTS = 256  # texts per ml.embed call: batches well, yet lets search queries in between
 EMBED_GROUP_CHUNKS = 1024  # chunks embedded before their documents are written (bounds vectors in memory)
 BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+STOPPED = "stopped; the previous content was kept"
 
+T = TypeVar("T")
 Documents = AsyncIterable[Document] | Iterable[Document]
+OffLoop = Callable[[Callable[[], T]], Awaitable[T]]  # IngestService._off_loop: CPU work in a bulk thread
 
 
 @dataclasses.dataclass
@@ -61,12 +67,11 @@ class _Prepared:
 class IngestService:
     """Turns documents, uploads and local paths into stored, embedded chunks."""
 
-    def __init__(self, store: Any, ml: Any, settings: Settings, progress: ProgressTracker) -> None:
+    def __init__(self, store: IngestStore, ml: EmbeddingModel, settings: Settings, progress: ProgressTracker) -> None:
         self.store = store
         self.ml = ml
         self.settings = settings
         self.progress = progress
-        self._tasks: set[asyncio.Task] = set()
         self._spaces: set[tuple[str, int]] = set()
         self._reembed_lock = asyncio.Lock()
         # parsing and chunking for every ingest at once: the next batch is prepared while one is
@@ -77,9 +82,9 @@ class IngestService:
         """Let the parsing threads go (at shutdown, after the background operations ended)."""
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
-    async def _off_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def _off_loop(self, function: Callable[[], T]) -> T:
         """Run CPU work (parsing, chunking, reading files) in a low-priority thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, function)
 
     @property
     def max_tokens(self) -> int:
@@ -92,7 +97,7 @@ class IngestService:
 
     async def ingest_documents(
         self, source: SourceInfo, documents: Documents, op: Operation, kind: str, *, total: int | None = None
-    ) -> dict[str, Any]:
+    ) -> Result:
         """Ingest a stream of documents as a new generation of `source`; returns the counts.
 
         On any exception or cancellation the run is failed (previous content untouched) and the
@@ -122,7 +127,7 @@ class IngestService:
 
     async def _chunked_batches(
         self, documents: Documents, op: Operation, extract_code: bool
-    ) -> AsyncIterator[deque[_Prepared]]:
+    ) -> AsyncGenerator[deque[_Prepared]]:
         """Chunked batches; the next batch is read and chunked while the caller embeds and stores this one.
 
         The overlap keeps the CPU (parsing, tokenizing) and the embedder busy at the same time;
@@ -136,7 +141,7 @@ class IngestService:
                 if batch is None:
                     return None
                 op.update(step="chunking")
-                return deque(await self._off_loop(self._chunk_batch, batch, extract_code))
+                return deque(await self._off_loop(lambda: self._chunk_batch(batch, extract_code)))
 
             upcoming = asyncio.ensure_future(prepare())
             try:
@@ -173,7 +178,7 @@ class IngestService:
 
     def _chunk_batch(self, batch: list[Document], extract_code: bool) -> list[_Prepared]:
         """Chunks and code examples of a batch (runs in a worker thread: tokenizing is CPU work)."""
-        prepared = []
+        prepared: list[_Prepared] = []
         for raw in batch:
             doc = dataclasses.replace(
                 raw, url=storable_text(raw.url), title=storable_text(raw.title), markdown=storable_text(raw.markdown)
@@ -248,7 +253,7 @@ class IngestService:
     async def start_upload(
         self,
         filename: str,
-        data: bytes,
+        upload: UploadStream,
         tags: list[str] | None = None,
         knowledge_type: str = "technical",
         *,
@@ -256,14 +261,13 @@ class IngestService:
     ) -> Operation:
         """Validate an uploaded file, then ingest it in the background; returns its operation.
 
-        Size, name and type are checked here, so a bad upload is a 4xx answer, not a failed job.
-        Re-uploading a file of the same name replaces that source.
+        Name, type and size are checked here, so a bad upload is a 4xx answer, not a failed job:
+        the format is detected once and handed to the parser, and the file is read only up to
+        MAX_UPLOAD_MB. Re-uploading a file of the same name replaces that source.
         """
-        limit = self.settings.max_upload_mb * 1024 * 1024
-        if len(data) > limit:
-            raise PayloadTooLarge(f"the file is larger than MAX_UPLOAD_MB={self.settings.max_upload_mb}")
         name = safe_filename(filename)
-        detect_format(name, content_type)
+        kind = detect_format(name, content_type)
+        data = await read_upload(upload, name, self.settings.max_upload_mb)
         if not data.strip():
             raise InputError(f"{name} is empty")
         source = SourceInfo(
@@ -276,11 +280,11 @@ class IngestService:
         )
         op = self.progress.start("upload", message=f"ingesting {name}")
 
-        async def work() -> dict[str, Any]:
-            documents = await self._off_loop(parse_bytes, data, name, content_type)
+        async def work() -> Result:
+            documents = await self._off_loop(lambda: parse_bytes(data, name, kind, content_type))
             return await self.ingest_documents(source, documents, op, "upload")
 
-        self._spawn(_owned(op, work(), f"ingested {name}"))
+        self.progress.spawn(op, work(), done=lambda _: f"ingested {name}", stopped=STOPPED)
         return op
 
     async def ingest_path(
@@ -290,7 +294,7 @@ class IngestService:
         tags: list[str] | None = None,
         knowledge_type: str = "technical",
         on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Result:
         """Ingest a local file or a folder (recursively) as one source, for the CLI; re-raises failures.
 
         In a folder, unsupported files and symlinks leading outside it are skipped and counted,
@@ -299,8 +303,7 @@ class IngestService:
         path = Path(path)
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
-        if path.is_file():
-            detect_format(path.name)
+        kind = detect_format(path.name) if path.is_file() else None
         resolved = path.resolve()
         source = SourceInfo(
             source_id=path_source_id(path),
@@ -312,14 +315,14 @@ class IngestService:
         op = self.progress.start("ingest", message=f"ingesting {resolved}")
         if on_progress is not None:
             self.progress.add_listener(_for_operation(op.id, on_progress))
-        if path.is_file():
-            return await _owned(
-                op, self.ingest_documents(source, file_documents(resolved, path.name), op, "ingest"), f"ingested {path}"
-            )
-        total = await self._off_loop(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
-        return await _owned(op, self._ingest_folder(source, resolved, op, total), f"ingested {path}")
+        if kind is not None:
+            work = self.ingest_documents(source, file_documents(resolved, path.name, kind), op, "ingest")
+        else:
+            total = await self._off_loop(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
+            work = self._ingest_folder(source, resolved, op, total)
+        return await self.progress.run(op, work, done=lambda _: f"ingested {path}", stopped=STOPPED)
 
-    async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation, total: int) -> dict[str, Any]:
+    async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation, total: int) -> Result:
         scan = FolderScan()
         result = await self.ingest_documents(source, folder_documents(root, scan), op, "ingest", total=total)
         skipped = {"failed": scan.failed, "skipped_unsupported": scan.unsupported, "skipped_outside": scan.outside}
@@ -339,7 +342,7 @@ class IngestService:
         async with self._reembed_lock:
             model = self.ml.embedding_model
             await self._ensure_space(model, self.ml.dimension)
-            filled, previous = 0, set()
+            filled, previous = 0, set[int]()
             while True:
                 if op is not None:
                     op.raise_if_cancelled()
@@ -361,45 +364,16 @@ class IngestService:
             return None
         op = self.progress.start("reembed", message="embedding chunks stored without vectors")
 
-        async def work() -> dict[str, Any]:
+        async def work() -> Result:
             return {"embedded": await self.embed_missing(op)}
 
-        self._spawn(_owned(op, work(), "embedded the chunks that had no vectors"))
+        self.progress.spawn(op, work(), done=lambda _: "embedded the chunks that had no vectors", stopped=STOPPED)
         return op
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        """Run an operation in the background; its outcome is already recorded on the operation."""
-
-        async def quietly() -> None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await work
-
-        task = asyncio.get_running_loop().create_task(quietly())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-async def _owned(op: Operation, work: Awaitable[dict[str, Any]], done: str) -> dict[str, Any]:
-    """Await the work of an operation this service started and end the operation accordingly."""
-    try:
-        result = await work
-    except (OperationCancelled, asyncio.CancelledError):
-        op.mark_cancelled("stopped; the previous content was kept")
-        raise
-    except RagServerError as exc:
-        op.fail(exc.message)
-        raise
-    except Exception as exc:
-        log.exception("operation %s failed", op.id)
-        op.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    op.finish(done, result=result)
-    return result
 
 
 async def _batches(
-    documents: Documents, size: int, op: Operation, off_loop: Callable[..., Awaitable[Any]]
-) -> AsyncIterator[list[Document]]:
+    documents: Documents, size: int, op: Operation, off_loop: OffLoop[list[Document]]
+) -> AsyncGenerator[list[Document]]:
     """Lists of at most `size` documents, pulled lazily; sync sources are read through `off_loop`."""
     size = max(1, size)
     if isinstance(documents, AsyncIterable):
@@ -422,7 +396,9 @@ async def _batches(
         yield batch
 
 
-def _for_operation(op_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[dict], Awaitable[None]]:
+def _for_operation(
+    op_id: str, callback: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
     """A tracker listener that passes on the snapshots of one operation only."""
 
     async def listener(snapshot: dict[str, Any]) -> None:
