@@ -9,3 +9,8 @@ reranker.py  Qwen3-Reranker (causal LM, P(yes)) and classic cross-encoders (cont
 worker.py    one batching worker per model: bounded queue, length-sorted token-budgeted batches
 check.py     `ragserver check-ml`: probe, load, embed and score once
 """
+
+from ragserver.ml.contracts import Embedder, Reranker
+from ragserver.ml.service import MLService, MLStatus
+
+__all__ = ["Embedder", "MLService", "MLStatus", "Reranker"]

@@ -1,29 +1,48 @@
 """The query path: embed -> hybrid retrieval in the store -> rerank -> chunks or pages.
 
-Every answer says which stages ran (`search_mode`, `reranking_applied`) so a caller can tell a
-degraded answer (no ML env: full-text only) from a full one.
+Every answer says which stages ran (`search_mode`, `reranking_applied`, and `rerank_skipped`
+when reranking was wanted but did not happen) so a caller can tell a degraded answer (no ML
+env: full-text only) from a full one. A reranker that is still loading (the first seconds after
+start) is waited for, up to RERANK_LOAD_WAIT_S, rather than silently skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any, Literal
 
 from ragserver.config import Settings
 from ragserver.domain import SearchHit
 from ragserver.errors import Busy, InputError, MLError, Unavailable
+from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
+from ragserver.search.results import (
+    ChunkResult,
+    CodeExampleResult,
+    CodeExamplesResponse,
+    PageResult,
+    QueryResponse,
+    RerankSkipped,
+    ReturnMode,
+)
 
 log = logging.getLogger(__name__)
 
-ReturnMode = Literal["chunks", "pages"]
 MAX_QUERY_CHARS = 4000
+# The reranker's state (MLService.reranker_state) -> why a search that wanted reranking did not rerank.
+_SKIPPED_BECAUSE: dict[str, RerankSkipped] = {
+    "disabled": "disabled",
+    "not_started": "loading",
+    "loading": "loading",
+    "failed": "failed",
+}
 
 
 class SearchService:
     """Answers knowledge queries over the store, using the ML service when it is ready."""
 
-    def __init__(self, store: Any, ml: Any, settings: Settings) -> None:
+    def __init__(self, store: SearchStore, ml: SearchModels, settings: Settings) -> None:
         self.store = store
         self.ml = ml
         self.settings = settings
@@ -36,15 +55,18 @@ class SearchService:
         match_count: int = 5,
         return_mode: ReturnMode = "chunks",
         rerank: bool | None = None,
-    ) -> dict[str, Any]:
-        """Hybrid search (or full text without an embedder), reranked when possible."""
+    ) -> QueryResponse:
+        """Hybrid search (or full text without an embedder), reranked when possible.
+
+        `rerank` overrides USE_RERANKING for this query (benchmarks compare both).
+        """
         query = _clean_query(query)
         if match_count < 1:
             raise InputError("match_count must be at least 1")
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
-        hits: list[SearchHit] = await self.store.hybrid_search(
+        hits = await self.store.hybrid_search(
             query,
             embedding,
             model,
@@ -53,45 +75,50 @@ class SearchService:
             rrf_k=self.settings.rrf_k,
             candidates=max(self.settings.search_candidates, wanted),
         )
-        reranked = False
-        if use_rerank and hits and self.ml.reranker_ready:
-            hits, reranked = await self._rerank(query, hits)
-        response: dict[str, Any] = {
-            "success": True,
-            "query": query,
-            "source": source_id,
-            "match_count": match_count,
-            "return_mode": return_mode,
-            "search_mode": "hybrid" if embedding is not None else "full_text",
-            "reranking_applied": reranked,
-            "embedding_model": model,
-            "reranker_model": self.settings.reranker_model if reranked else None,
-        }
+        skipped: RerankSkipped | None = None if use_rerank else "disabled"
+        if use_rerank and hits:
+            hits, skipped = await self._rerank(query, hits)
+        reranked = use_rerank and bool(hits) and skipped is None
+        results: list[ChunkResult | PageResult]
         if return_mode == "pages":
             groups = group_hits_by_page(hits)[:match_count]
-            pages = await self.store.get_pages([g["page_id"] for g in groups])
-            by_id = {p["page_id"]: p for p in pages}
-            results = [{**g, "content": by_id[g["page_id"]]["markdown"]} for g in groups if g["page_id"] in by_id]
+            pages = await self.store.get_pages([group.page_id for group in groups])
+            by_id = {page["page_id"]: page for page in pages}
+            results = [PageResult.from_page(by_id[g.page_id], g.hits) for g in groups if g.page_id in by_id]
         else:
-            results = [_chunk_result(h) for h in hits[:match_count]]
-        response["results"] = results
-        response["total_found"] = len(results)
-        return response
+            results = [ChunkResult.from_hit(hit) for hit in hits[:match_count]]
+        return QueryResponse(
+            query=query,
+            source=source_id,
+            match_count=match_count,
+            return_mode=return_mode,
+            search_mode="hybrid" if embedding is not None else "full_text",
+            reranking_applied=reranked,
+            rerank_skipped=skipped,
+            embedding_model=model,
+            reranker_model=self.ml.reranker_model if reranked else None,
+            results=results,
+            total_found=len(results),
+        )
 
-    async def code_examples(self, query: str, *, source_id: str | None = None, match_count: int = 5) -> dict[str, Any]:
+    async def code_examples(
+        self, query: str, *, source_id: str | None = None, match_count: int = 5
+    ) -> CodeExamplesResponse:
         """Code examples whose code or surrounding text match the query."""
         query = _clean_query(query)
         embedding, model = await self._embed_query(query)
         rows = await self.store.search_code_examples(
             query, embedding, model, match_count=match_count, source_id=source_id
         )
-        return {
-            "success": True,
-            "query": query,
-            "search_mode": "hybrid" if embedding is not None else "full_text",
-            "results": rows,
-            "total_found": len(rows),
-        }
+        results = [CodeExampleResult.from_row(row) for row in rows]
+        return CodeExamplesResponse(
+            query=query,
+            source=source_id,
+            match_count=match_count,
+            search_mode="hybrid" if embedding is not None else "full_text",
+            results=results,
+            total_found=len(results),
+        )
 
     async def _embed_query(self, query: str) -> tuple[list[float] | None, str | None]:
         """The query vector and its model, or (None, None) to fall back to full text."""
@@ -106,8 +133,11 @@ class SearchService:
             return None, None
         return vector, self.ml.embedding_model
 
-    async def _rerank(self, query: str, hits: list[SearchHit]) -> tuple[list[SearchHit], bool]:
-        """Rerank the top RERANK_TOP_N fused hits; the rest keep their fused order below them."""
+    async def _rerank(self, query: str, hits: list[SearchHit]) -> tuple[list[SearchHit], RerankSkipped | None]:
+        """Rerank the top RERANK_TOP_N fused hits (the rest keep their fused order below them); else why not."""
+        skipped = await self._wait_for_reranker()
+        if skipped is not None:
+            return hits, skipped
         head = hits[: self.settings.rerank_top_n]
         tail = hits[self.settings.rerank_top_n :]
         try:
@@ -116,37 +146,38 @@ class SearchService:
             raise
         except (Unavailable, MLError) as exc:
             log.warning("reranking failed, keeping fused order: %s", exc)
-            return hits, False
+            return hits, "error"
         for hit, score in zip(head, scores, strict=True):
             hit.rerank_score = float(score)
         head.sort(key=lambda h: h.rerank_score or 0.0, reverse=True)
-        return head + tail, True
+        return head + tail, None
+
+    async def _wait_for_reranker(self) -> RerankSkipped | None:
+        """None once the reranker is ready, waiting up to RERANK_LOAD_WAIT_S for one that is loading; else why not."""
+        if not self.ml.reranker_ready:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ml.reranker_settled(), self.settings.rerank_load_wait_s)
+        skipped = _why_not_reranked(self.ml)
+        if skipped == "loading":
+            log.warning(
+                "the reranker is still loading after %s s (RERANK_LOAD_WAIT_S): answering in fused order",
+                self.settings.rerank_load_wait_s,
+            )
+        return skipped
+
+
+def _why_not_reranked(ml: SearchModels) -> RerankSkipped | None:
+    """None when the reranker can rerank now, else the reason its state gives."""
+    if ml.reranker_ready:
+        return None
+    return _SKIPPED_BECAUSE.get(ml.reranker_state, "unavailable")
 
 
 def _clean_query(query: str) -> str:
     """Trim and bound the query text; an empty query is a client error."""
-    query = (query or "").strip()
+    query = query.strip()
     if not query:
         raise InputError("query must not be empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"query is longer than {MAX_QUERY_CHARS} characters")
     return query
-
-
-def _chunk_result(hit: SearchHit) -> dict[str, Any]:
-    """One chunk as the API returns it (Archon-compatible field names plus our scores)."""
-    return {
-        "id": hit.chunk_id,
-        "page_id": hit.page_id,
-        "source_id": hit.source_id,
-        "url": hit.url,
-        "title": hit.title,
-        "content": hit.content,
-        "heading_path": hit.heading_path,
-        "metadata": hit.metadata,
-        "score": hit.score,
-        "similarity": hit.score,
-        "vector_rank": hit.vector_rank,
-        "text_rank": hit.text_rank,
-        "rerank_score": hit.rerank_score,
-    }

@@ -1,0 +1,61 @@
+"""What the search service uses of the store and of the ML service, declared as Protocols.
+
+SearchService depends on these rather than on the concrete classes, so it names exactly the
+calls it makes; ragserver.store.Store and ragserver.ml.MLService satisfy them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ragserver.domain import SearchHit
+
+
+class SearchStore(Protocol):
+    """The store's retrieval calls."""
+
+    async def hybrid_search(
+        self,
+        query: str,
+        embedding: list[float] | None,
+        model: str | None,
+        *,
+        match_count: int,
+        source_id: str | None,
+        rrf_k: int,
+        candidates: int,
+    ) -> list[SearchHit]: ...
+
+    async def search_code_examples(
+        self,
+        query: str,
+        embedding: list[float] | None,
+        model: str | None,
+        *,
+        match_count: int,
+        source_id: str | None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def get_pages(self, page_ids: list[int]) -> list[dict[str, Any]]: ...
+
+
+class SearchModels(Protocol):
+    """The ML service's query-time calls and the states a search reports."""
+
+    embedding_model: str
+    reranker_model: str
+
+    @property
+    def embedder_ready(self) -> bool: ...
+
+    @property
+    def reranker_ready(self) -> bool: ...
+
+    @property
+    def reranker_state(self) -> str: ...
+
+    async def reranker_settled(self) -> None: ...
+
+    async def embed(self, texts: list[str], *, bulk: bool = False) -> list[list[float]]: ...
+
+    async def rerank(self, query: str, documents: list[str]) -> list[float]: ...
