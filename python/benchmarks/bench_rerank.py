@@ -358,7 +358,7 @@ async def latency(stack: Stack, ml: MLService, query: str, top_ns: list[int]) ->
         started = time.perf_counter()
         answer = await search.query(query, match_count=10, rerank=True)
         took = time.perf_counter() - started
-        if not answer["reranking_applied"]:
+        if not answer.reranking_applied:
             raise RuntimeError("the reranker did not run")
         out[f"top_{n}"] = round(1000 * took, 1)
     return out

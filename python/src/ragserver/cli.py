@@ -208,15 +208,14 @@ async def _query(args: argparse.Namespace, settings: Settings) -> int:
             args.text, source_id=args.source, match_count=args.match_count, return_mode=args.mode
         )
     if args.json:
-        print(json.dumps(answer, indent=2, default=str))
+        print(answer.model_dump_json(indent=2))
         return EXIT_OK
-    print(f"# {answer['total_found']} results ({answer['search_mode']}, reranked: {answer['reranking_applied']})")
-    for rank, hit in enumerate(answer["results"], start=1):
-        score = hit.get("rerank_score") if hit.get("rerank_score") is not None else hit.get("score")
-        shown = f"{score:.4f}" if isinstance(score, int | float) else "-"
-        print(f"\n{rank}. {hit.get('title') or hit.get('url')}  [{hit.get('source_id')}]  score={shown}")
-        print(f"   {hit.get('url')}")
-        print("   " + " ".join(str(hit.get("content", "")).split())[:300])
+    print(f"# {answer.total_found} results ({answer.search_mode}, reranked: {answer.reranking_applied})")
+    for rank, hit in enumerate(answer.results, start=1):
+        score = hit.rerank_score if hit.rerank_score is not None else hit.fused_score
+        print(f"\n{rank}. {hit.title or hit.url}  [{hit.source_id}]  score={score:.4f}")
+        print(f"   {hit.url}")
+        print("   " + " ".join(hit.content.split())[:300])
     return EXIT_OK
 
 
