@@ -128,3 +128,14 @@ def test_crawl_of_a_refused_target_is_a_usage_error(api_settings) -> None:
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "metadata" in last and "Traceback" not in result.stderr
+
+
+def test_the_commands_do_not_import_the_http_face() -> None:
+    """Only app.py composes the faces: the CLI and the runtime it drives reach services, never api/."""
+    probe = (
+        "import sys, ragserver.cli, ragserver.runtime; "
+        "print(sorted(m for m in sys.modules if m == 'ragserver.api' or m.startswith('ragserver.api.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

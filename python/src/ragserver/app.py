@@ -14,10 +14,15 @@ from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
 
 from ragserver import __version__
-from ragserver.api import crawl, health, knowledge, ml, progress, rag
-from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
-from ragserver.api.handlers import error_responses, install_error_handlers
-from ragserver.api.realtime import build_socketio
+from ragserver.api import (
+    API_ROUTERS,
+    HEALTH_ROUTER,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    build_socketio,
+    error_responses,
+    install_error_handlers,
+)
 from ragserver.config import Settings, get_settings
 from ragserver.logredact import secrets_masked_in_logs
 from ragserver.runtime import Runtime
@@ -58,10 +63,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     api.state.runtime = runtime
     install_error_handlers(api)
-    api.include_router(health.router)
+    api.include_router(HEALTH_ROUTER)
     key_docs = [Security(BEARER)] if settings.ragserver_api_key else []
-    for module in (knowledge, crawl, rag, progress, ml):
-        api.include_router(module.router, responses=API_ERRORS, dependencies=key_docs)
+    for router in API_ROUTERS:
+        api.include_router(router, responses=API_ERRORS, dependencies=key_docs)
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)
     sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
