@@ -5,18 +5,19 @@
 #                             torch itself is left out (requirements/torch.txt pins its CPU build), its
 #                             dependencies are resolved against that CPU wheel, so no CUDA package gets in
 # Existing pins stay unless pyproject needs others; extra arguments go to uv, e.g. `--upgrade` or
-# `--upgrade-package fastapi`. Needs uv (in the dev env: `source .venv/bin/activate`) and network access to
+# `--upgrade-package fastapi`. Needs uv (on PATH, or the dev env's from ./run-tests.sh) and network access to
 # PyPI; RAGSERVER_TORCH_WHEELS names where the CPU torch wheel is (a folder or a find-links page).
 set -euo pipefail
 cd "$(dirname "$0")"
 wheels=${RAGSERVER_TORCH_WHEELS:-/opt/wheels}
+uv=$(command -v uv || echo "${RAGSERVER_VENV:-../.venv}/bin/uv")
 
 build_requires() {
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))'
 }
 
 compile() {
-    uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+    "$uv" pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
         --custom-compile-command "python/lock.sh" pyproject.toml - "$@"
 }
 

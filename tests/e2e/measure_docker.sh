@@ -39,17 +39,23 @@ if [ "${1:-}" = --cold ]; then
 fi
 t=$(now); "${COMPOSE[@]}" build -q server; echo "build (${1:-warm cache}): $(since "$t") s"
 
-# code-only change: same dependency layer, one changed source file (a copy of the context)
+# Rebuilds from a copy of the context with one file changed: a source file (the code layer only), then
+# the lock (the dependency layer and everything after it).
 ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
-cp -r python/pyproject.toml python/src python/docker python/.dockerignore python/extract-ml-env.sh "$ctx"/
+cp -r python/pyproject.toml python/requirements python/src python/docker python/.dockerignore python/extract-ml-env.sh "$ctx"/
 cp python/Dockerfile.server "$ctx"/
-echo "# code-only rebuild $(date +%s%N)" >>"$ctx/src/ragserver/cli.py"
-t=$(now); docker compose -p rsmeasure --project-directory "$ctx" -f /dev/stdin build -q <<EOF
+rebuild() {  # $1: what changed, $2: the file to touch
+    echo "# $1 rebuild $(date +%s%N)" >>"$ctx/$2"
+    local t; t=$(now)
+    docker compose -p rsmeasure --project-directory "$ctx" -f /dev/stdin build -q <<EOF
 services:
-  server: {image: ragserver:measure-code, build: {context: $ctx, dockerfile: Dockerfile.server, network: host}}
+  server: {image: ragserver:measure-rebuild, build: {context: $ctx, dockerfile: Dockerfile.server, network: host}}
 EOF
-echo "code-only rebuild: $(since "$t") s"
-docker rmi ragserver:measure-code >/dev/null
+    echo "$1 rebuild: $(since "$t") s"
+}
+rebuild code-only src/ragserver/cli.py
+rebuild lock-change requirements/server.lock
+docker rmi ragserver:measure-rebuild >/dev/null
 
 base=$(docker image inspect -f '{{.Size}}' python:3.11-slim)
 size=$(docker image inspect -f '{{.Size}}' "$RAGSERVER_IMAGE")
