@@ -17,8 +17,10 @@ CLI (run from python/):
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -214,6 +216,51 @@ def copy_minilm(out: Path | str) -> Path:
     out = Path(out)
     shutil.copytree(minilm_path(), out, dirs_exist_ok=True)
     return out
+
+
+class GatedModelFolder:
+    """A copy of a model folder whose loading blocks, in the kernel, until the test calls `release()`.
+
+    Its config.json is a named pipe: whoever loads the model first opens it for reading and
+    waits there for a writer, so the model is "still loading" exactly until the test says so,
+    however long that is (no sleep involved). `release()` swaps a regular config.json in for
+    later reads and writes the real content to the waiting reader. Linux/macOS only (mkfifo).
+    """
+
+    def __init__(self, model_dir: Path, copy_to: Path) -> None:
+        self.path = Path(shutil.copytree(model_dir, copy_to))
+        self._config = self.path / "config.json"
+        self._content = self._config.read_bytes()
+        self._config.unlink()
+        os.mkfifo(self._config)
+        self._released = False
+
+    def release(self) -> None:
+        """Let the load go on; blocks until a loader has opened config.json (call it from a thread)."""
+        self._open_gate(os.O_WRONLY)
+
+    def close(self) -> None:
+        """Release without waiting: a loader waiting now goes on, a later one reads the regular file."""
+        self._open_gate(os.O_WRONLY | os.O_NONBLOCK)
+
+    def _open_gate(self, flags: int) -> None:
+        if self._released:
+            return
+        try:
+            gate = os.open(self._config, flags)
+        except OSError as exc:  # O_NONBLOCK and nobody reading (ENXIO): nothing to hand over
+            if exc.errno != errno.ENXIO:
+                raise
+            gate = None
+        regular = self.path / "config.json.tmp"
+        regular.write_bytes(self._content)
+        os.replace(regular, self._config)  # from now on config.json is a plain file
+        self._released = True
+        if gate is not None:
+            try:
+                os.write(gate, self._content)
+            finally:
+                os.close(gate)
 
 
 def _files(folder: Path) -> Iterable[Path]:

@@ -154,14 +154,15 @@ class SearchService:
 
     async def _wait_for_reranker(self) -> RerankSkipped | None:
         """None once the reranker is ready, waiting up to RERANK_LOAD_WAIT_S for one that is loading; else why not."""
-        if not self.ml.reranker_ready:
+        budget = self.settings.rerank_load_wait_s
+        if _why_not_reranked(self.ml) == "loading":
+            log.info("a query waits up to %s s for the reranker to load", budget)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ml.reranker_settled(), self.settings.rerank_load_wait_s)
+                await asyncio.wait_for(self.ml.reranker_settled(), budget)
         skipped = _why_not_reranked(self.ml)
         if skipped == "loading":
             log.warning(
-                "the reranker is still loading after %s s (RERANK_LOAD_WAIT_S): answering in fused order",
-                self.settings.rerank_load_wait_s,
+                "the reranker is still loading after %s s (RERANK_LOAD_WAIT_S): answering in fused order", budget
             )
         return skipped
 
