@@ -9,9 +9,10 @@ How to change the schema:
   store/migrations/released.json (its sha256). Never edit a released migration: the tests fail
   when a shipped file's checksum is not the manifest's latest, and start-up refuses a database
   that recorded a checksum no release had. A new table needs row level security there too.
-- Functions: edit or add store/functions/NN_name.sql (applied in name order; 90_privileges.sql
-  last). Renamed, removed and re-signatured functions need nothing more: the step first drops
-  every rag_* function no table or index depends on.
+- Functions (and the composite types they use): edit or add store/functions/NN_name.sql
+  (applied in name order; 90_privileges.sql last). Renamed, removed and re-signatured functions
+  and changed types need nothing more: the step first drops every rag_* function and composite
+  type that no table or index depends on.
 
 Two processes may start at once (server + CLI): a session advisory lock serialises them. Each
 migration runs in its own transaction together with its row in rag_schema_migrations, and the
@@ -43,22 +44,28 @@ CREATE TABLE IF NOT EXISTS rag_schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
 
-# The rag_* routines that may be dropped before the functions are re-applied: all of them but
-# those something other than a droppable routine depends on (rag_heading_text, used by the
-# generated tsvector columns), and the routines those kept ones depend on in turn.
-DROPPABLE_FUNCTIONS = r"""
-WITH RECURSIVE rag AS (
-    SELECT p.oid FROM pg_proc p
+# The repeatable objects to drop before the function files are re-applied: the rag_* routines
+# and composite types (the files create both), except those something else depends on (a table
+# column, an index, a generated column: rag_heading_text) and, in turn, whatever those kept ones
+# depend on. Internal dependencies (a type's array type and relation) do not keep anything.
+DROPPABLE = r"""
+WITH RECURSIVE rag (classid, oid) AS (
+    SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p
     WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'rag\_%' AND p.prokind IN ('f', 'p')
-), kept (oid) AS (
-    SELECT d.refobjid FROM pg_depend d
-    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM rag)
-      AND NOT (d.classid = 'pg_proc'::regclass AND d.objid IN (SELECT oid FROM rag))
+    UNION ALL
+    SELECT 'pg_type'::regclass, t.oid FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
+    WHERE t.typnamespace = current_schema()::regnamespace AND t.typname LIKE 'rag\_%' AND c.relkind = 'c'
+), kept (classid, oid) AS (
+    SELECT d.refclassid, d.refobjid FROM pg_depend d JOIN rag r ON (r.classid, r.oid) = (d.refclassid, d.refobjid)
+    WHERE d.deptype NOT IN ('i', 'e') AND (d.classid, d.objid) NOT IN (SELECT classid, oid FROM rag)
     UNION
-    SELECT d.refobjid FROM pg_depend d JOIN kept k ON d.classid = 'pg_proc'::regclass AND d.objid = k.oid
-    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM rag)
+    SELECT d.refclassid, d.refobjid FROM pg_depend d
+    JOIN kept k ON (k.classid, k.oid) = (d.classid, d.objid)
+    JOIN rag r ON (r.classid, r.oid) = (d.refclassid, d.refobjid)
 )
-SELECT r.oid::regprocedure::text FROM rag r WHERE r.oid NOT IN (SELECT oid FROM kept) ORDER BY 1
+SELECT r.classid = 'pg_type'::regclass,
+       CASE WHEN r.classid = 'pg_type'::regclass THEN r.oid::regtype::text ELSE r.oid::regprocedure::text END
+FROM rag r WHERE (r.classid, r.oid) NOT IN (SELECT classid, oid FROM kept) ORDER BY 1, 2
 """
 
 
@@ -108,10 +115,13 @@ async def _apply_functions(conn: AsyncConnection) -> tuple[str, ...]:
         return ()
     async with conn.transaction():
         async with conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute(DROPPABLE_FUNCTIONS)
-            droppable = [row[0] for row in await cur.fetchall()]
-        if droppable:
-            await conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(", ").join(map(sql.SQL, droppable))))
+            await cur.execute(DROPPABLE)
+            droppable = await cur.fetchall()
+        # routines first: they are what depends on the types
+        for is_type, statement in ((False, "DROP ROUTINE {}"), (True, "DROP TYPE {}")):
+            names = [sql.SQL(name) for of_type, name in droppable if of_type is is_type]
+            if names:
+                await conn.execute(sql.SQL(statement).format(sql.SQL(", ").join(names)))
         for file in shipped_functions():
             await conn.execute(file.sql.encode())
         await conn.execute("DELETE FROM rag_schema_functions")
