@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest_asyncio
 import uvicorn
 
 from ragserver.config import Settings
+from support.polling import apoll_state, wait_http
 from support.store_fixtures import create_database, drop_database
 
 API_KEY = "test-key-0123456789"
@@ -76,12 +76,15 @@ async def live_server(settings: Settings) -> AsyncIterator[RunningApp]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
+
+    def started() -> bool:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited before it started")
+        return server.started
+
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn exited before it started")
-            await asyncio.sleep(0.05)
+        await apoll_state(started, bool, what="uvicorn to start", timeout=READY_TIMEOUT_S)
         runtime = app.other_asgi_app.state.runtime
         await asyncio.wait_for(runtime.wait_ready(), READY_TIMEOUT_S)
         base_url = f"http://127.0.0.1:{port}"
@@ -147,15 +150,7 @@ def serve_subprocess(settings: Settings, extra_env: dict[str, str] | None = None
     with tempfile.TemporaryFile() as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while True:
-                assert process.poll() is None, f"ragserver serve exited with {process.returncode}: {_read(log_file)}"
-                try:
-                    httpx.get(f"{base_url}/health", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, f"ragserver serve did not answer: {_read(log_file)}"
-                    time.sleep(0.2)
+            wait_http(f"{base_url}/health", process=process, log=lambda: _read(log_file), timeout=READY_TIMEOUT_S)
             yield base_url
         finally:
             process.send_signal(signal.SIGINT)
@@ -173,11 +168,5 @@ def _read(log_file: Any) -> str:
 
 
 def wait_for_health(base_url: str, accept: Callable[[httpx.Response], bool], timeout: float = READY_TIMEOUT_S) -> dict:
-    """Poll /health of a live server until `accept` says yes; returns the last body."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = httpx.get(f"{base_url}/health", timeout=5)
-        if accept(response):
-            return response.json()
-        assert time.monotonic() < deadline, response.text
-        time.sleep(0.2)
+    """Poll /health of a live server until `accept` says yes; returns that body."""
+    return wait_http(f"{base_url}/health", accept, timeout=timeout).json()
