@@ -1,4 +1,5 @@
-"""Docs asserted by tests: every setting is documented, with its default, where users look."""
+"""Docs asserted by tests: every setting is documented, with its default, where users look; the README's
+run and test commands are the ones the repository provides."""
 
 from __future__ import annotations
 
@@ -45,6 +46,32 @@ def test_documented_settings_all_exist() -> None:
     known = {name for name, _, _ in settings_docs()}
     assert set(_readme_table()) <= known
     assert set(_env_example()) - {"ML_ENV_DIR", "MODELS_DIR"} <= known | {"RAGSERVER_IMAGE"}
+
+
+def _readme_commands() -> list[str]:
+    """The lines inside the README's ```bash blocks."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
+    return [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+
+
+def test_readme_runs_with_one_line_and_tests_with_one_line() -> None:
+    commands = _readme_commands()
+    assert "./bootstrap-ml-env.sh && docker compose up -d" in commands
+    assert "./run-tests.sh" in commands
+    assert all((REPO / script).stat().st_mode & 0o111 for script in ("bootstrap-ml-env.sh", "run-tests.sh"))
+
+
+def test_ci_calls_the_readme_test_command_and_installs_nothing_itself() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^export RAGSERVER_REQUIRE_DOCKER=1$", ci, flags=re.MULTILINE)
+    assert re.search(r"^\./run-tests\.sh$", ci, flags=re.MULTILINE)
+    assert "pip install" not in ci and "venv" not in ci  # run-tests.sh owns the environment
+
+
+@pytest.mark.parametrize("doc", ["README.md", "DOCKER_ML_CLEANUP_IMPLEMENTATION.md"])
+def test_the_lock_refresh_command_is_documented_and_exists(doc: str) -> None:
+    assert "python/lock.sh" in (REPO / doc).read_text()
+    assert (REPO / "python" / "lock.sh").stat().st_mode & 0o111
 
 
 def test_env_values_are_typed_and_bad_values_name_the_variable() -> None:
