@@ -2,13 +2,17 @@
 
 BatchWorker is generic over its model function, so these tests drive it with small plain
 functions whose failures and timing the test controls (a real model cannot be made to fail
-on cue); batching with the real models is covered in test_ml_service.py.
+on cue); batching with the real models is covered in test_ml_service.py. Orderings are set up
+with events: a model call that holds its thread until the test releases it, and requests that
+are known to be queued (`enqueued`) before the release, so no sleep decides an outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,25 @@ from ragserver.ml.worker import ROUND_ITEMS, BatchWorker, plan_batches
 
 def lengths_of(items: list[str]) -> list[int]:
     return [len(item) for item in items]
+
+
+async def enqueued(submission: Coroutine[Any, Any, list[str]]) -> asyncio.Task[list[str]]:
+    """Start a submit and return once its request is in the worker's queue.
+
+    submit() enqueues in its first step, before its first await; a task's first step runs on the
+    next turn of the loop, which `sleep(0)` yields to (a scheduling step, not a wait for time).
+    """
+    task = asyncio.ensure_future(submission)
+    await asyncio.sleep(0)
+    return task
+
+
+def resolution_order(**futures: asyncio.Future[list[str]]) -> list[str]:
+    """Names of `futures`, appended as each one resolves (filled in by done callbacks)."""
+    order: list[str] = []
+    for name, future in futures.items():
+        future.add_done_callback(lambda _, name=name: order.append(name))
+    return order
 
 
 def upper_batch(calls: list[list[str]]):
@@ -104,11 +127,11 @@ async def test_full_queue_answers_busy_and_stop_fails_pending_requests() -> None
     worker = BatchWorker("t", slow, lengths_of, max_batch_tokens=100, queue_size=1)
     worker.start()
     in_flight = asyncio.ensure_future(worker.submit(["first"]))
-    await asyncio.to_thread(started.wait, 10)  # the worker holds "first" in its thread
-    queued = asyncio.ensure_future(worker.submit(["second"]))
-    await asyncio.sleep(0)
+    await asyncio.to_thread(started.wait, 10)  # the worker holds "first" in its thread: the queue is empty
+    queued = await enqueued(worker.submit(["second"]))  # fills the one queue slot
     with pytest.raises(Busy):
         await worker.submit(["third"])
+    assert not queued.done()
     await worker.stop()
     release.set()
     for future in (in_flight, queued):
@@ -120,16 +143,21 @@ async def test_full_queue_answers_busy_and_stop_fails_pending_requests() -> None
 
 async def test_a_caller_that_gives_up_does_not_break_the_worker() -> None:
     release = threading.Event()
+    started = threading.Event()
 
     def slow(items: list[str]) -> list[str]:
+        started.set()
         release.wait(10)
         return items
 
     worker = BatchWorker("t", slow, lengths_of, max_batch_tokens=100, queue_size=8)
     worker.start()
     try:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(worker.submit(["gives up"]), 0.2)
+        gives_up = asyncio.ensure_future(worker.submit(["gives up"]))
+        await asyncio.to_thread(started.wait, 10)  # its item is in the model
+        gives_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gives_up
         release.set()
         assert await asyncio.wait_for(worker.submit(["stays"]), 10) == ["stays"]
     finally:
@@ -151,21 +179,27 @@ async def test_a_small_request_overtakes_a_bulk_backlog() -> None:
     """A search's one text waits for the round in progress, not for a bulk job's remaining rounds."""
     calls: list[list[str]] = []
     upper = upper_batch(calls)
+    started, release = threading.Event(), threading.Event()
 
-    def slow(items: list[str]) -> list[str]:
-        threading.Event().wait(0.02)  # a forward pass takes time
+    def held_first(items: list[str]) -> list[str]:
+        if not calls:  # the first round holds the thread until the query is queued
+            started.set()
+            release.wait(10)
         return upper(items)
 
-    worker = BatchWorker("t", slow, lengths_of, max_batch_tokens=10_000, queue_size=16)
+    worker = BatchWorker("t", held_first, lengths_of, max_batch_tokens=10_000, queue_size=16)
     worker.start()
     try:
-        bulk = asyncio.ensure_future(worker.submit([f"bulk-{i:04d}" for i in range(ROUND_ITEMS * 8)]))
-        while not calls:
-            await asyncio.sleep(0.005)
-        assert await asyncio.wait_for(worker.submit(["q"]), 10) == ["Q"]
-        assert not bulk.done()  # the query finished first
-        assert len(calls) <= 3, len(calls)  # the round that was running, then the query's own
-        assert await asyncio.wait_for(bulk, 10) == [f"BULK-{i:04d}" for i in range(ROUND_ITEMS * 8)]
+        texts = [f"bulk-{i:04d}" for i in range(ROUND_ITEMS * 8)]  # eight rounds
+        bulk = asyncio.ensure_future(worker.submit(texts))
+        await asyncio.to_thread(started.wait, 10)
+        query = await enqueued(worker.submit(["q"]))
+        order = resolution_order(query=query, bulk=bulk)
+        release.set()
+        assert await asyncio.wait_for(query, 10) == ["Q"]
+        assert await asyncio.wait_for(bulk, 10) == [text.upper() for text in texts]
+        assert order == ["query", "bulk"]
+        assert "q" in calls[1], calls[1]  # in the round right after the one that was running
     finally:
         await worker.stop()
 
@@ -173,11 +207,12 @@ async def test_a_small_request_overtakes_a_bulk_backlog() -> None:
 async def test_bulk_rounds_run_at_low_priority_and_step_aside_mid_round() -> None:
     """A bulk round runs in the low-priority thread and stops between batches for a query."""
     calls: list[tuple[str, list[str]]] = []
-    query_arrived = threading.Event()
+    started, query_arrived = threading.Event(), threading.Event()
 
     def run(items: list[str]) -> list[str]:
         calls.append((threading.current_thread().name, list(items)))
         if len(calls) == 1:
+            started.set()
             query_arrived.wait(10)  # hold the first bulk batch until the query is queued
         return [item.upper() for item in items]
 
@@ -189,16 +224,15 @@ async def test_bulk_rounds_run_at_low_priority_and_step_aside_mid_round() -> Non
     try:
         texts = [f"b{i:06d}" for i in range(ROUND_ITEMS)]
         bulk = asyncio.ensure_future(worker.submit(texts, bulk=True))
-        while not calls:
-            await asyncio.sleep(0.005)
-        query = asyncio.ensure_future(worker.submit(["q"]))
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(started.wait, 10)
+        query = await enqueued(worker.submit(["q"]))
+        order = resolution_order(query=query, bulk=bulk)
         query_arrived.set()
         assert await asyncio.wait_for(query, 10) == ["Q"]
-        assert not bulk.done()  # the bulk round stepped aside after its first batch
+        assert await asyncio.wait_for(bulk, 10) == [text.upper() for text in texts]
+        assert order == ["query", "bulk"]  # the bulk round stepped aside after its first batch
         query_at = next(i for i, (_, items) in enumerate(calls) if items == ["q"])
         assert query_at == 1, [items for _, items in calls]
-        assert await asyncio.wait_for(bulk, 10) == [text.upper() for text in texts]
         bulk_threads = {name for name, items in calls if items != ["q"]}
         assert {name.split("_")[0] for name in bulk_threads} == {"t-bulk"}
         assert calls[query_at][0].startswith("ml-t")  # the query ran in the normal thread
@@ -209,9 +243,10 @@ async def test_bulk_rounds_run_at_low_priority_and_step_aside_mid_round() -> Non
 async def test_interactive_requests_go_before_queued_bulk_work() -> None:
     """Rerank-sized interactive requests are not small, yet they still go ahead of bulk ones."""
     calls: list[list[str]] = []
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def run(items: list[str]) -> list[str]:
+        started.set()
         gate.wait(10)
         calls.append(list(items))
         return [item.upper() for item in items]
@@ -220,10 +255,9 @@ async def test_interactive_requests_go_before_queued_bulk_work() -> None:
     worker.start()
     try:
         first = asyncio.ensure_future(worker.submit(["first"], bulk=True))
-        await asyncio.sleep(0.05)  # the worker is now inside the first round, waiting on the gate
-        bulk = asyncio.ensure_future(worker.submit([f"bulk{i}" for i in range(10)], bulk=True))
-        rerank = asyncio.ensure_future(worker.submit([f"cand{i}" for i in range(10)]))
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(started.wait, 10)  # the worker is inside the first round, waiting on the gate
+        bulk = await enqueued(worker.submit([f"bulk{i}" for i in range(10)], bulk=True))
+        rerank = await enqueued(worker.submit([f"cand{i}" for i in range(10)]))
         gate.set()
         await asyncio.wait_for(asyncio.gather(first, bulk, rerank), 10)
         order = [item for batch in calls for item in batch]
