@@ -8,13 +8,13 @@ what the slim image looks like without the ./ml-env mount; ML_USER_BASE points a
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from support.api_fixtures import serve_subprocess, wait_for_health
+from support.polling import wait_operation_sync
 
 pytestmark = pytest.mark.slow
 
@@ -49,14 +49,7 @@ def test_server_without_ml_stack_ingests_and_answers_with_full_text(pg_settings,
             started = client.post("/api/documents/upload", files={"file": (f"{marker}.md", document.encode())})
             assert started.status_code == 200, started.text
             progress_id = started.json()["progressId"]
-            deadline = time.monotonic() + 120
-            while (state := client.get(f"/api/progress/{progress_id}").json())["status"] not in {
-                "completed",
-                "failed",
-                "cancelled",
-            }:
-                assert time.monotonic() < deadline, state
-                time.sleep(0.1)
+            state = wait_operation_sync(client, progress_id)
             assert state["status"] == "completed", state
 
             sources = client.get("/api/rag/sources").json()["sources"]

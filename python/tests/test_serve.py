@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import httpx
 import pytest
 from support.api_fixtures import API_KEY, serve_subprocess, wait_for_health
+from support.polling import wait_operation_sync
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +30,7 @@ def test_serve_answers_over_http(api_settings) -> None:
             )
             assert response.status_code == 200, response.text
             progress_id = response.json()["progressId"]
-            deadline = time.monotonic() + 120
-            while (state := client.get(f"/api/progress/{progress_id}", headers=AUTH).json())["status"] not in {
-                "completed",
-                "failed",
-                "cancelled",
-            }:
-                assert time.monotonic() < deadline, state
-                time.sleep(0.1)
+            state = wait_operation_sync(client, progress_id, headers=AUTH)
             assert state["status"] == "completed", state
 
             source_id = state["result"]["source_id"]
