@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     import torch
 
 FIX_MODELS = "./bootstrap-ml-env.sh (downloads the models into the HF cache once)"
-# Tokens per forward pass on CPU (BENCHMARKS.md, reranker efficiency and ingest throughput):
-# GEMMs over ~2k token rows already run near the torch.mm peak, and bigger batches only add
-# activations that spill out of the caches, so the elementwise work between the GEMMs runs at
-# memory speed (MiniLM encodes 30 % fewer texts per CPU-second at 128 texts a batch than at 8).
+# Tokens per forward pass on CPU: GEMMs over this many token rows already run near the torch.mm
+# peak, and bigger batches only add activations that spill out of the caches, so the elementwise
+# work between the GEMMs runs at memory speed and fewer texts are encoded per CPU-second
+# (measured in BENCHMARKS.md, "Reranker efficiency" and "Ingest throughput").
 CPU_BATCH_TOKENS = 2048
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" or "max <period>"
 
@@ -116,9 +116,9 @@ def search_cpu_threads(setting: int) -> int:
     """Torch threads of a search-time forward pass: ML_THREADS, or half the usable cores when 0.
 
     The embedder and the reranker each run forward passes in a thread of their own, and torch
-    gives each of them a team of this many threads: with one per core, two models on a 2-core
-    machine ran four busy threads and the event loop waited its turn behind them
-    (RELIABILITY.md, section 3). Bulk embedding (ingest) keeps every core: it runs at a lower
+    gives each of them a team of this many threads: with one per core, the two models together
+    run twice as many busy threads as there are cores and the event loop waits its turn behind
+    them (RELIABILITY.md, "Load"). Bulk embedding (ingest) keeps every core: it runs at a lower
     priority, so it takes the cores only when searches leave them.
     """
     return setting if setting > 0 else max(1, usable_cores() // 2)

@@ -1,14 +1,14 @@
 """Packed causal attention: several prompts in one row of a batch, with no padding at all.
 
 A reranker batch holds prompts of different lengths. Left-padding them to the longest makes
-every linear layer and the attention also compute the padding (a third of the work for search
-candidates of varied lengths), and a padding mask keeps SDPA off its causal fast path. Packed,
-the prompts are concatenated into one row: the linear layers see exactly the real tokens as
-one tall matrix (the GEMM shape CPUs run fastest), and attention runs per prompt, so no prompt
-sees another. Prompts that start alike (a reranker's system prompt, instruction and query are
-the same for every candidate of a search) can share that head: it sits once in the row, and
-each prompt's own tail attends to it, with positions continuing after it, exactly as if the
-prompt ran alone.
+every linear layer and the attention also compute the padding (a large share of the work for
+search candidates of varied lengths: BENCHMARKS.md, "Reranker efficiency"), and a padding mask
+keeps SDPA off its causal fast path. Packed, the prompts are concatenated into one row: the
+linear layers see exactly the real tokens as one tall matrix (the GEMM shape CPUs run fastest),
+and attention runs per prompt, so no prompt sees another. Prompts that start alike (a
+reranker's system prompt, instruction and query are the same for every candidate of a search)
+can share that head: it sits once in the row, and each prompt's own tail attends to it, with
+positions continuing after it, exactly as if the prompt ran alone.
 
 This plugs into transformers' attention and mask registries under its own name, used only by
 the models we load with it: the attention function gets the segments as the `packed_segments`

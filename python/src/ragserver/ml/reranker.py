@@ -113,8 +113,8 @@ class CausalLMReranker:
         One row holds, per distinct query, its prompt head once followed by the tails of its
         pairs (ml.packed): a tail attends to its head and causally to itself, so each pair's
         last position sees exactly its own full prompt, while the head's tokens (system prompt,
-        instruction and query, a third of a typical pair) are computed once per batch instead of
-        once per pair. No padding, no KV cache, and only each tail's last logits are computed.
+        instruction and query, a sizeable part of every pair) are computed once per batch instead
+        of once per pair. No padding, no KV cache, and only each tail's last logits are computed.
         """
         import torch
 

@@ -34,8 +34,8 @@ from ragserver.errors import Busy, MLError, RagServerError, Unavailable
 log = logging.getLogger(__name__)
 
 # Items per inference round. A request arriving during a round waits for that round only, so a
-# search's one query text is not stuck behind the hundreds of texts of a bulk ingest (measured
-# before: p50 42 s for queries during a crawl + upload; python/reliability/load.py).
+# search's one query text is not stuck behind the hundreds of texts of a bulk ingest (queries
+# during a crawl + upload: RELIABILITY.md, "Load", measured with python/reliability/load.py).
 ROUND_ITEMS = 64
 SMALL_REQUEST_ITEMS = 4  # requests this small go ahead of the waiting items
 
