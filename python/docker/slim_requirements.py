@@ -1,11 +1,11 @@
 """Print the server image's requirements: the hashed server lock minus what crawl4ai's crawl path never imports.
 
 Why: crawl4ai declares patchright, litellm (with openai), nltk and alphashape (with scipy, shapely) as hard
-dependencies, about 400 MB, yet imports them only inside functions the server never calls (LLM extraction,
-stealth browsers, NLTK chunking, alpha shapes). The image installs the filtered lock with --no-deps, so
-crawl4ai goes in without them. The filter walks the lock's own "# via" annotations: a package stays when a
-path from our direct dependencies reaches it without passing through a skipped one, so whatever only the
-skipped packages pulled in goes too, and a re-lock needs no edit here.
+dependencies, heavy ones (sizes in DOCKER_ML_CLEANUP_IMPLEMENTATION.md), yet imports them only inside functions
+the server never calls (LLM extraction, stealth browsers, NLTK chunking, alpha shapes). The image installs the
+filtered lock with --no-deps, so crawl4ai goes in without them. The filter walks the lock's own "# via"
+annotations: a package stays when a path from our direct dependencies reaches it without passing through a
+skipped one, so whatever only the skipped packages pulled in goes too, and a re-lock needs no edit here.
 
 Usage: python slim_requirements.py requirements/server.lock > requirements.txt
 """

@@ -174,7 +174,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.compose("--profile", "verify", "--profile", "ingest", "down", "-v", "--remove-orphans", check=False)
     yield stack
     stack.compose("--profile", "verify", "--profile", "ingest", "down", "-v", "--remove-orphans", check=False)
-    # The ML env (1.3 GB) is written by root in a container: delete it the same way.
+    # The ML env is written by root in a container: delete it the same way.
     bootstrap_image = env["BOOTSTRAP_IMAGE"]
     run(["docker", "run", "--rm", "--network", "none", "-v", f"{workdir}:/w", "--entrypoint", "sh",
          bootstrap_image, "-c", "rm -rf /w/ml-env /w/models /w/test-models"], check=False)  # fmt: skip
