@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 from support.api_fixtures import RunningApp
+from support.polling import wait_operation
 
 pytestmark = pytest.mark.slow
-
-FINAL = {"completed", "failed", "cancelled"}
 
 
 def unique_markdown(topic: str) -> tuple[str, bytes]:
@@ -31,19 +29,6 @@ def use_{marker}(question: str) -> list[str]:
 ```
 """
     return marker, text.encode()
-
-
-async def wait_done(client, progress_id: str, timeout: float = 120) -> dict:
-    """Poll the progress route until the operation ends."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        response = await client.get(f"/api/progress/{progress_id}")
-        assert response.status_code == 200, response.text
-        state = response.json()
-        if state["status"] in FINAL:
-            return state
-        assert asyncio.get_running_loop().time() < deadline, state
-        await asyncio.sleep(0.1)
 
 
 async def upload(client, filename: str, data: bytes, **form: str) -> dict:
@@ -77,7 +62,7 @@ async def test_upload_query_delete_round_trip(api: RunningApp) -> None:
     marker, data = unique_markdown("hybrid retrieval")
     started = await upload(client, f"{marker}.md", data, tags='["guide", "api"]', knowledge_type="technical")
     assert started["success"] is True and started["filename"] == f"{marker}.md"
-    state = await wait_done(client, started["progressId"])
+    state = await wait_operation(client, started["progressId"])
     assert state["status"] == "completed", state
 
     source = await source_of(client, marker)
@@ -147,7 +132,7 @@ async def test_stop_cancels_a_running_upload(api: RunningApp) -> None:
     started = await upload(api.client, "many.jsonl", rows.encode())
     stop = await api.client.post(f"/api/knowledge-items/stop/{started['progressId']}")
     assert stop.status_code == 200, stop.text
-    state = await wait_done(api.client, started["progressId"])
+    state = await wait_operation(api.client, started["progressId"])
     assert state["status"] in {"cancelled", "completed"}, state
     if stop.json()["cancelled"]:
         assert state["status"] == "cancelled", state

@@ -10,19 +10,18 @@ test_crawl_units.py).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from support.api_fixtures import API_KEY, RunningApp, free_port, settings_env
+from support.polling import poll_until, wait_http, wait_operation
 
 from ragserver.config import Settings
 from ragserver.crawl.guard import Guard
@@ -60,15 +59,6 @@ async def test_ssrf_guard_refuses_other_spellings_of_private_addresses(url: str)
     assert caught.value.status_code == 400
 
 
-async def _wait_done(client: httpx.AsyncClient, progress_id: str) -> dict:
-    for _ in range(600):
-        state = (await client.get(f"/api/progress/{progress_id}")).json()
-        if state["status"] in {"completed", "failed", "cancelled"}:
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"operation {progress_id} did not finish")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sent", "kept"),
@@ -81,7 +71,7 @@ async def test_upload_names_cannot_traverse(api: RunningApp, sent: str, kept: st
         "/api/documents/upload", files={"file": (sent.format(m=marker), f"# {marker}\n\nbody text\n".encode())}
     )
     assert response.status_code == 200, response.text
-    assert (await _wait_done(api.client, response.json()["progressId"]))["status"] == "completed"
+    assert (await wait_operation(api.client, response.json()["progressId"]))["status"] == "completed"
     sources = (await api.client.get("/api/rag/sources")).json()["sources"]
     titles = [s["title"] for s in sources if marker in s["title"]]
     assert titles == [kept.format(m=marker)]
@@ -130,23 +120,14 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _wait_http(base_url: str, process: subprocess.Popen, log_path: Path, accept) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text()[-3000:]
-        try:
-            if accept(httpx.get(f"{base_url}/health", timeout=5)):
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(log_path.read_text()[-3000:])
-
-
 @pytest.mark.slow
 def test_secrets_never_appear_in_the_logs(api_settings: Settings, tmp_path: Path) -> None:
     """Debug logging, a request cycle with right and wrong keys, errors, then a database that is down."""
     log_path = tmp_path / "server.log"
+
+    def server_log() -> str:
+        return log_path.read_text(errors="replace")
+
     dsn = api_settings.database_url.replace("postgresql://postgres@", f"postgresql://postgres:{DB_PASSWORD}@")
     assert DB_PASSWORD in dsn, api_settings.database_url
     port = free_port()
@@ -161,7 +142,7 @@ def test_secrets_never_appear_in_the_logs(api_settings: Settings, tmp_path: Path
     }
     process = _serve(env, log_path)
     try:
-        _wait_http(base_url, process, log_path, lambda r: r.status_code == 200)
+        wait_http(f"{base_url}/health", lambda r: r.status_code == 200, process=process, log=server_log)
         auth = {"Authorization": f"Bearer {API_KEY}"}
         with httpx.Client(base_url=base_url, timeout=60) as client:
             assert client.get("/api/rag/sources", headers={"Authorization": f"Bearer {API_KEY}x"}).status_code == 401
@@ -184,10 +165,8 @@ def test_secrets_never_appear_in_the_logs(api_settings: Settings, tmp_path: Path
     env["EMBEDDING_MODEL"] = env["RERANKER_MODEL"] = str(tmp_path / "no-model")  # not needed for this part
     process = _serve(env, log_path)
     try:
-        _wait_http(base_url, process, log_path, lambda r: r.status_code == 503)
-        deadline = time.monotonic() + 30
-        while "retrying" not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_http(f"{base_url}/health", lambda r: r.status_code == 503, process=process, log=server_log)
+        poll_until(server_log, lambda text: "retrying" in text, what="the database retry in the log", timeout=30)
     finally:
         _stop(process)
     logs = log_path.read_text(errors="replace")
