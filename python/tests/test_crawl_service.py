@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from support.site_fixtures import REACHABLE_PATHS, FixtureSite, Route, crawl_settings, docs_site, page
 
 from ragserver.config import Settings
-from ragserver.crawl.service import CrawlRequest, CrawlService, source_id_for
+from ragserver.crawl.request import CrawlRequest
+from ragserver.crawl.service import CrawlService, source_id_for
 from ragserver.errors import Busy, TargetRefused
 from ragserver.ingest.service import IngestService
-from ragserver.progress import FINAL, Operation, ProgressTracker
+from ragserver.progress import Operation, ProgressTracker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -71,14 +73,25 @@ async def row_counts(settings: Settings, source_id: str) -> tuple[int, list[str]
 
 async def finished(op: Operation, timeout: float = 120) -> Operation:
     async with asyncio.timeout(timeout):
-        while op.status not in FINAL:
-            await asyncio.sleep(0.05)
+        await op.ended()
     return op
+
+
+def pushed_count_reached(tracker: ProgressTracker, name: str, count: int) -> asyncio.Event:
+    """An event set once the tracker pushes a snapshot whose counter `name` is at least `count`."""
+    reached = asyncio.Event()
+
+    async def listener(snapshot: dict[str, Any]) -> None:
+        if snapshot["counts"].get(name, 0) >= count:
+            reached.set()
+
+    tracker.add_listener(listener)
+    return reached
 
 
 async def test_crawl_stores_pages_chunks_embeddings_and_code(crawl_rig: Rig) -> None:
     with docs_site() as site:
-        result = await crawl_rig.crawl.crawl(site.url("/"), max_depth=2)
+        result = await crawl_rig.crawl.crawl(CrawlRequest(url=site.url("/"), max_depth=2))
         source_id = source_id_for(site.url("/"))
         pages = await stored_pages(crawl_rig.settings, source_id)
         assert sorted(pages) == sorted(site.url(p) for p in REACHABLE_PATHS)
@@ -137,15 +150,15 @@ async def test_refresh_replaces_the_pages_atomically(crawl_rig: Rig) -> None:
 async def test_stopped_refresh_keeps_the_previous_content(crawl_rig: Rig) -> None:
     with FixtureSite(small_site(1)) as site:
         source_id = source_id_for(site.url("/"))
-        await crawl_rig.crawl.crawl(site.url("/"))
+        await crawl_rig.crawl.crawl(CrawlRequest(url=site.url("/")))
         before = await stored_pages(crawl_rig.settings, source_id)
 
         for path, route in small_site(2, delay_s=0.3, extra_pages=40).items():
             site.set(path, route)
+        three_pages = pushed_count_reached(crawl_rig.tracker, "pages_crawled", 3)
         op = await crawl_rig.crawl.start_refresh(source_id)
         async with asyncio.timeout(60):
-            while op.counts.get("pages_crawled", 0) < 3:
-                await asyncio.sleep(0.05)
+            await three_pages.wait()
         assert crawl_rig.tracker.cancel(op.id)
         assert (await finished(op)).status == "cancelled"
         assert await stored_pages(crawl_rig.settings, source_id) == before
@@ -156,7 +169,7 @@ async def test_stopped_refresh_keeps_the_previous_content(crawl_rig: Rig) -> Non
 async def test_failed_refresh_keeps_the_previous_content(crawl_rig: Rig) -> None:
     with FixtureSite(small_site(1)) as site:
         source_id = source_id_for(site.url("/"))
-        await crawl_rig.crawl.crawl(site.url("/"))
+        await crawl_rig.crawl.crawl(CrawlRequest(url=site.url("/")))
         before = await stored_pages(crawl_rig.settings, source_id)
         for path in list(site.routes):
             site.set(path, Route("down for maintenance", status=503))

@@ -10,8 +10,9 @@ from ragserver.config import Settings
 from ragserver.crawl.discover import inflate_capped, markdown_links, split_llms_full
 from ragserver.crawl.fetch import SkippedPage
 from ragserver.crawl.guard import Guard, GuardedResolver, RefusedAddress
+from ragserver.crawl.request import MAX_DEPTH_LIMIT, MAX_PAGES_LIMIT, CrawlRequest
 from ragserver.crawl.urls import Scope, canonicalize, url_kind
-from ragserver.errors import TargetRefused
+from ragserver.errors import InputError, TargetRefused
 
 
 @pytest.mark.parametrize(
@@ -137,3 +138,29 @@ def test_llms_full_sections_and_markdown_links() -> None:
     ]
     assert "# comment" in docs[1].markdown
     assert markdown_links('- [A](/a.html): x\n- [B](<https://x.org/b> "t")') == ["/a.html", "https://x.org/b"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"url": "   "}, "url"),
+        ({"url": "https://example.org", "max_depth": MAX_DEPTH_LIMIT + 1}, "max_depth"),
+        ({"url": "https://example.org", "max_pages": MAX_PAGES_LIMIT + 1}, "max_pages"),
+        ({"url": "https://example.org", "include_patterns": [""]}, "include_patterns.0"),
+    ],
+)
+def test_a_bad_crawl_request_outside_the_api_is_a_400_naming_the_field(fields: dict[str, object], named: str) -> None:
+    with pytest.raises(InputError) as caught:
+        CrawlRequest.checked(**fields)
+    assert caught.value.status_code == 400 and f"{named}:" in caught.value.message
+
+
+def test_crawl_request_options_repeat_the_crawl() -> None:
+    """What a source keeps in its metadata builds the same request again, labels aside."""
+    request = CrawlRequest.checked(
+        url="  https://example.org/docs  ", tags=["t"], max_pages=7, exclude_patterns=["*/old/*"]
+    )
+    assert request.url == "https://example.org/docs"
+    options = request.options()
+    assert "tags" not in options and "knowledge_type" not in options
+    assert CrawlRequest.checked(**options, tags=["t"]) == request

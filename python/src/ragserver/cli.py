@@ -193,11 +193,13 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
+    from ragserver.crawl.request import CrawlRequest
+
+    given = {"max_depth": args.max_depth, "max_pages": args.max_pages}
+    request = CrawlRequest.checked(url=args.url, **{name: value for name, value in given.items() if value is not None})
     async with _Session(settings) as runtime:
         with _progress_bar(f"crawl {args.url}") as follow:
-            result = await runtime.services.crawl.crawl(
-                args.url, max_depth=args.max_depth, max_pages=args.max_pages, on_progress=follow
-            )
+            result = await runtime.services.crawl.crawl(request, on_progress=follow)
     _print_summary(result)
     return EXIT_OK
 

@@ -112,7 +112,7 @@ class Runtime:
         """Cancel active operations, stop the ML service, close the store."""
         await self.tracker.cancel_all()
         if self._services is not None:
-            await self._services.crawl.stop_all()
+            self._services.crawl.close()
         self._closing.set()
         for task in self._tasks:
             if task is not self._store_task or self._may_abandon_store_open():

@@ -19,7 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ragserver.config import Settings
-from ragserver.crawl.crawler import Crawler, CrawlOptions
+from ragserver.crawl.crawler import Crawler
+from ragserver.crawl.request import CrawlRequest
 from ragserver.domain import Document
 
 HTML = "text/html; charset=utf-8"
@@ -69,8 +70,8 @@ def crawl_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 async def crawl(settings: Settings, url: str, **options: object) -> tuple[list[Document], Crawler]:
     """Run one crawl to the end: the Documents it yielded and the crawler (for its stats)."""
-    crawler = Crawler(settings, CrawlOptions(**options))  # type: ignore[arg-type]
-    return [doc async for doc in crawler.documents(url)], crawler
+    crawler = Crawler(settings, CrawlRequest.checked(url=url, **options))
+    return [doc async for doc in crawler.documents()], crawler
 
 
 class FixtureSite:

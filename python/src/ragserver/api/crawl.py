@@ -9,28 +9,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ragserver.api.deps import CrawlDep
 from ragserver.api.handlers import error_responses
-from ragserver.crawl.service import MAX_DEPTH_LIMIT, MAX_PAGES_LIMIT, CrawlRequest, source_id_for
+from ragserver.crawl.request import CrawlRequest
+from ragserver.crawl.service import source_id_for
 
 router = APIRouter(prefix="/api", tags=["crawl"])
-
-MAX_PATTERNS = 50
-Pattern = Annotated[str, Field(min_length=1, max_length=500)]
-Tag = Annotated[str, Field(min_length=1, max_length=100)]
-
-
-class CrawlBody(BaseModel):
-    url: str = Field(min_length=1, max_length=2048, description="Start URL: a page, a sitemap, llms.txt or a text file")
-    knowledge_type: str = Field("technical", min_length=1, max_length=50)
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
-    max_depth: int = Field(2, ge=0, le=MAX_DEPTH_LIMIT, description="Link depth from the start page (0 = it alone)")
-    max_pages: int | None = Field(None, ge=1, le=MAX_PAGES_LIMIT, description="Page budget; default CRAWL_MAX_PAGES")
-    include_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
-    exclude_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
-    extract_code_examples: bool = True
 
 
 class CrawlStarted(BaseModel):
@@ -41,9 +27,9 @@ class CrawlStarted(BaseModel):
 
 
 @router.post("/knowledge-items/crawl", response_model=CrawlStarted)
-async def start_crawl(body: CrawlBody, crawl: CrawlDep) -> CrawlStarted:
+async def start_crawl(body: CrawlRequest, crawl: CrawlDep) -> CrawlStarted:
     """Start crawling a site; 400 for a refused target (private address, bad scheme)."""
-    op = await crawl.start_crawl(CrawlRequest(**body.model_dump()))
+    op = await crawl.start_crawl(body)
     return CrawlStarted(
         success=True, progressId=op.id, message=f"Crawl started for {body.url}", source_id=source_id_for(body.url)
     )

@@ -1,6 +1,6 @@
 """The crawl itself: discovery, then a breadth-first crawl, yielding Documents as pages arrive.
 
-`Crawler.documents(url)` is an async generator, so pages stream into ingestion: a bounded queue
+`Crawler.documents()` is an async generator, so pages stream into ingestion: a bounded queue
 between the fetch workers and the consumer keeps at most ~2 x CRAWL_CONCURRENCY pages in memory;
 the only thing that grows with the site is the set of canonical URLs already claimed (which is
 how each page is fetched and stored once). Closing the generator (a stop, or a failure
@@ -22,7 +22,7 @@ import asyncio
 import codecs
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -31,6 +31,7 @@ from ragserver.crawl import discover
 from ragserver.crawl.browser import Renderer
 from ragserver.crawl.fetch import Fetched, Fetcher, SkippedPage
 from ragserver.crawl.markdown import Converter, prepare_crawl4ai
+from ragserver.crawl.request import CrawlRequest
 from ragserver.crawl.robots import Robots, load_robots
 from ragserver.crawl.urls import Scope, canonicalize, url_kind
 from ragserver.domain import Document
@@ -41,16 +42,6 @@ log = logging.getLogger(__name__)
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([\w-]+)", re.IGNORECASE)
 _DONE = object()
-
-
-@dataclass
-class CrawlOptions:
-    """What the caller asked for: depth and page budgets and URL patterns (fnmatch globs)."""
-
-    max_depth: int = 2
-    max_pages: int = 1000
-    include_patterns: list[str] = field(default_factory=list)
-    exclude_patterns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,18 +72,24 @@ ProgressCallback = Callable[[str, CrawlStats], None]
 
 
 class Crawler:
-    """One crawl run; create a new one per crawl."""
+    """One crawl run of `request`; create a new one per crawl.
+
+    It reads the start URL, the depth, the page budget (CRAWL_MAX_PAGES when the request gives
+    none) and the include/exclude globs (fnmatch) from the request.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        options: CrawlOptions,
+        request: CrawlRequest,
         on_progress: ProgressCallback | None = None,
         converter: Converter | None = None,
     ) -> None:
         self.settings = settings
         self.converter = converter or Converter(settings.data_dir, workers=1)
-        self.options = options
+        self.request = request
+        self.max_depth = request.max_depth
+        self.max_pages = request.max_pages or settings.crawl_max_pages
         self.stats = CrawlStats()
         self._notify = on_progress or (lambda step, stats: None)
         self._claimed: set[str] = set()
@@ -105,14 +102,15 @@ class Crawler:
         self._renderer: Renderer | None = None
         prepare_crawl4ai(settings.data_dir)
 
-    async def documents(self, start_url: str) -> AsyncIterator[Document]:
+    async def documents(self) -> AsyncGenerator[Document]:
         """Yield every page of the crawl as a Document (url is the canonical URL)."""
+        start_url = self.request.url
         start = canonicalize(start_url)
         if start is None:
             raise TargetRefused(f"only http and https URLs can be crawled: {start_url!r}")
         fetch_start = urldefrag(start_url.strip())[0]
         self._start = start
-        self.scope = Scope(fetch_start, self.options.include_patterns, self.options.exclude_patterns)
+        self.scope = Scope(fetch_start, self.request.include_patterns, self.request.exclude_patterns)
         async with Fetcher(self.settings) as fetcher:
             self.fetcher = fetcher
             await fetcher.guard.check_url(fetch_start)
@@ -140,7 +138,7 @@ class Crawler:
                 yield doc
             return
         if kind == "sitemap":
-            await self._seed_sitemaps([fetch_start], depth=self.options.max_depth)
+            await self._seed_sitemaps([fetch_start], depth=self.max_depth)
         elif urlsplit(start).path == "/" and await self._llms_full_at(root):
             async for doc in self._single_text(root + "/llms-full.txt", split=True):
                 yield doc
@@ -164,7 +162,7 @@ class Crawler:
         await self._seed_sitemaps(sitemaps, depth=1)
 
     async def _seed_sitemaps(self, urls: list[str], *, depth: int) -> None:
-        limit = self.options.max_pages * 2
+        limit = self.max_pages * 2
         found = await discover.read_sitemaps(self.fetcher, urls, limit=limit, allowed=self.scope.same_site)
         self.stats.sitemap_urls += len(found.urls)
         for url in found.urls:
@@ -193,7 +191,7 @@ class Crawler:
             else [self._text_document(page, text)]
         )
         for doc in docs:
-            if self.stats.crawled >= self.options.max_pages:
+            if self.stats.crawled >= self.max_pages:
                 return
             self.stats.found += 1
             self.stats.crawled += 1
@@ -203,7 +201,7 @@ class Crawler:
     def _enqueue(self, url: str, depth: int, *, count_robots: bool = True) -> None:
         """Queue a URL once (by canonical form) if the scope and robots.txt allow it."""
         canonical = canonicalize(url)
-        if depth > self.options.max_depth or canonical is None or canonical in self._claimed:
+        if depth > self.max_depth or canonical is None or canonical in self._claimed:
             return
         if canonical != self._start and not self.scope.allows(canonical):  # patterns never filter the start URL
             return
@@ -245,8 +243,8 @@ class Crawler:
     async def _visit(self, url: str, depth: int) -> None:
         """Fetch one URL within the page budget; stores nothing itself, it hands Documents downstream."""
         async with self._budget:
-            await self._budget.wait_for(lambda: self._reserved < self.options.max_pages or not self._in_flight)
-            if self._reserved >= self.options.max_pages:
+            await self._budget.wait_for(lambda: self._reserved < self.max_pages or not self._in_flight)
+            if self._reserved >= self.max_pages:
                 return
             self._reserved += 1
             self._in_flight += 1
@@ -285,7 +283,7 @@ class Crawler:
             log.exception("crawling %s failed", url)
             self._record_failure(url, f"{type(exc).__name__}: {exc}")
             return None
-        if depth < self.options.max_depth:
+        if depth < self.max_depth:
             for link in links:
                 self._enqueue(link, depth + 1)
         return doc if doc.markdown.strip() else None
@@ -315,7 +313,7 @@ class Crawler:
             return Document(url, title, converted.markdown, meta), converted.links
         if page.content_type.endswith(("xml", "gzip")):
             if depth == 0:  # a start URL that answers with a sitemap is read as one
-                await self._seed_sitemaps([page.final_url], depth=self.options.max_depth)
+                await self._seed_sitemaps([page.final_url], depth=self.max_depth)
             raise SkippedPage(f"{url} is {page.content_type}, not a page")
         text = page.text()
         links = [urljoin(page.final_url, link) for link in await asyncio.to_thread(discover.markdown_links, text)]

@@ -219,7 +219,7 @@ def _charset(content_type: str) -> str | None:
 
 
 def _backoff(attempt: int) -> float:
-    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt) * (0.75 + random.random() / 2)
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0**attempt) * (0.75 + random.random() / 2)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -4,50 +4,35 @@ The crawler yields Documents; `IngestService.ingest_documents` chunks, embeds an
 bounded batches inside one ingest run (begin_run ... commit_run), so a crawl that fails or is
 stopped leaves the source's previous content in place and never duplicates it. A source's id is
 derived from the canonical start URL: crawling the same URL again is a refresh of that source.
-The crawl options are kept in the source's metadata so a refresh repeats the same crawl.
+The crawl options are kept in the source's metadata so a refresh repeats the same crawl. The
+tracker's runner ends each crawl's operation and cancels it the moment a stop is asked for.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from ragserver.config import Settings
-from ragserver.crawl.crawler import Crawler, CrawlOptions, CrawlStats
+from ragserver.crawl.crawler import Crawler, CrawlStats
 from ragserver.crawl.guard import Guard
 from ragserver.crawl.markdown import Converter
+from ragserver.crawl.ports import CrawlStore, DocumentSink
+from ragserver.crawl.request import MAX_PAGES_LIMIT, CrawlRequest
 from ragserver.crawl.urls import canonicalize
-from ragserver.domain import Document, SourceInfo
-from ragserver.errors import Busy, InputError, RagServerError
-from ragserver.progress import ACTIVE, Operation, OperationCancelled, ProgressTracker
+from ragserver.domain import SourceInfo
+from ragserver.errors import Busy, InputError
+from ragserver.progress import ACTIVE, Operation, ProgressTracker, Result
 
 log = logging.getLogger(__name__)
 
-MAX_DEPTH_LIMIT = 10
-MAX_PAGES_LIMIT = 100_000
-CANCEL_POLL_S = 0.2
 # Share of the progress bar for discovery; crawling/storing fills the rest.
 DISCOVERY_SHARE = 5.0
-
-
-@dataclass
-class CrawlRequest:
-    """A crawl as the API and the CLI describe it (Archon v1 field names)."""
-
-    url: str
-    knowledge_type: str = "technical"
-    tags: list[str] = field(default_factory=list)
-    max_depth: int = 2
-    max_pages: int | None = None
-    include_patterns: list[str] = field(default_factory=list)
-    exclude_patterns: list[str] = field(default_factory=list)
-    extract_code_examples: bool = True
+SnapshotCallback = Callable[[dict[str, Any]], None]
 
 
 def source_id_for(url: str) -> str:
@@ -60,23 +45,22 @@ def source_id_for(url: str) -> str:
 class CrawlService:
     """Runs crawls in the background (API) or in the foreground (CLI), one Operation each."""
 
-    def __init__(self, store: Any, ingest_service: Any, settings: Settings, progress: ProgressTracker) -> None:
+    def __init__(
+        self, store: CrawlStore, ingest_service: DocumentSink, settings: Settings, progress: ProgressTracker
+    ) -> None:
         self.store = store
         self.ingest = ingest_service
         self.settings = settings
         self.progress = progress
         self.guard = Guard(settings)
         self.converter = Converter(settings.data_dir, settings.crawl_convert_workers, settings.bulk_nice)
-        self._tasks: set[asyncio.Task] = set()
         self._running: dict[str, Operation] = {}  # source_id -> the crawl now writing it
 
     async def start_crawl(self, request: CrawlRequest) -> Operation:
-        """Validate the request (bad input and refused targets raise 4xx here), then crawl in the background."""
-        request = await self._validated(request)
+        """Check the target and the budget (refused targets raise 4xx here), then crawl in the background."""
+        request = await self._budgeted(request)
         op = self._start_operation(request)
-        task = asyncio.create_task(self._run_quietly(request, op), name=f"crawl-{op.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.progress.spawn(op, self._run(request, op), done=_done_message(request), stopped=_stopped(request))
         return op
 
     async def start_refresh(self, source_id: str) -> Operation:
@@ -85,40 +69,24 @@ class CrawlService:
         options = (source.get("metadata") or {}).get("crawl")
         if not options:
             raise InputError(f"source {source_id!r} was not crawled from a URL, so it cannot be refreshed")
-        request = CrawlRequest(
-            url=options.get("url") or source["origin"],
-            knowledge_type=source.get("knowledge_type") or "technical",
-            tags=list(source.get("tags") or []),
-            max_depth=options.get("max_depth", 2),
-            max_pages=options.get("max_pages"),
-            include_patterns=options.get("include_patterns", []),
-            exclude_patterns=options.get("exclude_patterns", []),
-            extract_code_examples=options.get("extract_code_examples", True),
-        )
+        labels = {"knowledge_type": source.get("knowledge_type") or "technical", "tags": source.get("tags") or []}
+        request = CrawlRequest.checked(**{"url": source["origin"], **options, **labels})
         return await self.start_crawl(request)
 
-    async def crawl(
-        self,
-        url: str,
-        max_depth: int | None = None,
-        max_pages: int | None = None,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+    async def crawl(self, request: CrawlRequest, on_progress: SnapshotCallback | None = None) -> Result:
         """Crawl in the foreground (the CLI): returns the result, raises when the crawl fails."""
-        request = CrawlRequest(url=url, max_pages=max_pages)
-        if max_depth is not None:
-            request.max_depth = max_depth
-        request = await self._validated(request)
+        request = await self._budgeted(request)
         op = self._start_operation(request)
         try:
-            return await self._run(request, op, on_progress)
+            return await self.progress.run(
+                op, self._run(request, op, on_progress), done=_done_message(request), stopped=_stopped(request)
+            )
         finally:
             if on_progress is not None:
                 on_progress(op.snapshot())  # the final state (100 % or the error) for the progress bar
 
-    async def stop_all(self) -> None:
-        """Wait for background crawls to end (their operations were cancelled by the tracker)."""
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def close(self) -> None:
+        """Stop the page-conversion workers (at shutdown, after the tracker ended the crawls)."""
         self.converter.close()
 
     def _start_operation(self, request: CrawlRequest) -> Operation:
@@ -134,114 +102,58 @@ class CrawlService:
         self._running[source_id] = op
         return op
 
-    async def _validated(self, request: CrawlRequest) -> CrawlRequest:
-        url = (request.url or "").strip()
-        if not url:
-            raise InputError("url is required")
-        if not 0 <= request.max_depth <= MAX_DEPTH_LIMIT:
-            raise InputError(f"max_depth must be between 0 and {MAX_DEPTH_LIMIT}")
+    async def _budgeted(self, request: CrawlRequest) -> CrawlRequest:
+        """The request with its page budget filled in (CRAWL_MAX_PAGES), once the guard allows its target."""
         max_pages = request.max_pages or self.settings.crawl_max_pages
         if not 1 <= max_pages <= MAX_PAGES_LIMIT:
-            raise InputError(f"max_pages must be between 1 and {MAX_PAGES_LIMIT}")
-        await self.guard.check_url(url)
-        request.url, request.max_pages = url, max_pages
-        return request
+            raise InputError(f"CRAWL_MAX_PAGES must be between 1 and {MAX_PAGES_LIMIT}")
+        await self.guard.check_url(request.url)
+        return request.model_copy(update={"max_pages": max_pages})
 
-    async def _run_quietly(self, request: CrawlRequest, op: Operation) -> None:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await self._run(request, op)
-
-    async def _run(
-        self,
-        request: CrawlRequest,
-        op: Operation,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Crawl and ingest; the operation ends completed, failed or cancelled (the error is re-raised)."""
+    async def _run(self, request: CrawlRequest, op: Operation, on_progress: SnapshotCallback | None = None) -> Result:
+        """Crawl and ingest as one run of the source; the runner ends `op` from the outcome."""
         crawler = Crawler(
-            self.settings,
-            CrawlOptions(
-                max_depth=request.max_depth,
-                max_pages=request.max_pages or self.settings.crawl_max_pages,
-                include_patterns=request.include_patterns,
-                exclude_patterns=request.exclude_patterns,
-            ),
-            on_progress=_reporter(op, request, on_progress),
-            converter=self.converter,
+            self.settings, request, on_progress=_reporter(op, request, on_progress), converter=self.converter
         )
         source = _source_info(request)
-        ingest = asyncio.create_task(
-            self.ingest.ingest_documents(source, _checked(crawler, request.url, op), op, kind="crawl")
-        )
-        watcher = asyncio.create_task(_cancel_when_asked(op, ingest))
         try:
-            counts = await ingest
-        except (OperationCancelled, asyncio.CancelledError):
-            op.mark_cancelled(f"crawl of {request.url} stopped; previous content kept")
-            raise
-        except RagServerError as exc:
-            op.fail(exc.message)
-            raise
-        except Exception as exc:
-            log.exception("crawl of %s failed", request.url)
-            op.fail(f"{type(exc).__name__}: {exc}")
-            raise
+            async with contextlib.aclosing(crawler.documents()) as pages:  # a stop closes the fetchers at once
+                counts = await self.ingest.ingest_documents(source, pages, op, kind="crawl")
         finally:
-            watcher.cancel()
-            if not ingest.done():  # this task itself was cancelled (shutdown): stop the ingest too
-                ingest.cancel()
-                await asyncio.gather(ingest, return_exceptions=True)
             if self._running.get(source.source_id) is op:
                 del self._running[source.source_id]
-        result = {
+        return {
             "source_id": source.source_id,
             "url": request.url,
-            **(counts or {}),
+            **counts,
             **crawler.stats.counts(),
             "errors": crawler.stats.errors,
         }
-        op.finish(f"crawled {crawler.stats.crawled} pages from {request.url}", result=result)
-        return result
+
+
+def _done_message(request: CrawlRequest) -> Callable[[Result], str]:
+    return lambda result: f"crawled {result['pages_crawled']} pages from {request.url}"
+
+
+def _stopped(request: CrawlRequest) -> str:
+    return f"crawl of {request.url} stopped; previous content kept"
 
 
 def _source_info(request: CrawlRequest) -> SourceInfo:
     parts = urlsplit(canonicalize(request.url) or request.url)
     title = (parts.netloc + parts.path).rstrip("/") or request.url
-    options = asdict(request)
-    options.pop("knowledge_type")
-    options.pop("tags")
     return SourceInfo(
         source_id=source_id_for(request.url),
         title=title,
         origin=request.url,
         knowledge_type=request.knowledge_type,
         tags=list(request.tags),
-        metadata={"crawl": options, "extract_code_examples": request.extract_code_examples},
+        metadata={"crawl": request.options(), "extract_code_examples": request.extract_code_examples},
     )
 
 
-async def _checked(crawler: Crawler, url: str, op: Operation) -> AsyncIterator[Document]:
-    """The crawler's pages, stopping at the first page after a stop request."""
-    docs = crawler.documents(url)
-    try:
-        async for doc in docs:
-            op.raise_if_cancelled()
-            yield doc
-    finally:
-        await docs.aclose()
-
-
-async def _cancel_when_asked(op: Operation, task: asyncio.Task) -> None:
-    """Cancel the ingest task once the operation is cancelled, even while no page is arriving."""
-    while not task.done():
-        if op.cancelled:
-            task.cancel()
-            return
-        await asyncio.sleep(CANCEL_POLL_S)
-
-
 def _reporter(
-    op: Operation, request: CrawlRequest, on_progress: Callable[[dict[str, Any]], None] | None
+    op: Operation, request: CrawlRequest, on_progress: SnapshotCallback | None
 ) -> Callable[[str, CrawlStats], None]:
     budget = request.max_pages or 1
 

@@ -1,0 +1,59 @@
+"""A crawl as a caller describes it: the one validated shape for the API body, the CLI and the crawler.
+
+Field names are Archon v1's. The limits live here, so the API's 422, the CLI's error and the
+service's checks are the same rule. The options are stored in the source's metadata and read
+back for a refresh, so a refresh repeats the same crawl.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from ragserver.errors import InputError
+
+MAX_DEPTH_LIMIT = 10
+MAX_PAGES_LIMIT = 100_000
+MAX_PATTERNS = 50
+MAX_URL_CHARS = 2048
+
+Pattern = Annotated[str, Field(min_length=1, max_length=500)]
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class CrawlRequest(BaseModel):
+    """Start URL, budgets and URL patterns of one crawl, plus how its source is labelled."""
+
+    url: str = Field(
+        min_length=1, max_length=MAX_URL_CHARS, description="Start URL: a page, a sitemap, llms.txt or a text file"
+    )
+    knowledge_type: str = Field("technical", min_length=1, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    max_depth: int = Field(2, ge=0, le=MAX_DEPTH_LIMIT, description="Link depth from the start page (0 = it alone)")
+    max_pages: int | None = Field(None, ge=1, le=MAX_PAGES_LIMIT, description="Page budget; default CRAWL_MAX_PAGES")
+    include_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    exclude_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    extract_code_examples: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _stripped(cls, url: str) -> str:
+        """Surrounding blanks are a copy-paste accident, not part of the URL."""
+        url = url.strip()
+        if not url:
+            raise ValueError("url is required")
+        return url
+
+    @classmethod
+    def checked(cls, **fields: object) -> CrawlRequest:
+        """Validate fields that do not come through the API (CLI, a stored refresh): InputError (400) when bad."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
+            raise InputError(f"invalid crawl request: {problems}") from exc
+
+    def options(self) -> dict[str, Any]:
+        """What the source's metadata keeps to repeat this crawl (its labels are kept on the source)."""
+        return self.model_dump(exclude={"knowledge_type", "tags"})
