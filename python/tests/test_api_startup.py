@@ -46,8 +46,8 @@ async def test_health_is_503_until_the_database_is_up(tmp_path) -> None:
 
 
 async def test_the_start_up_heap_is_frozen_once_ready(api_settings: Settings) -> None:
-    """What start-up allocated is taken out of the cyclic GC's sight, so a full collection (270 ms
-    with the models loaded) no longer stops the event loop."""
+    """What start-up allocated is taken out of the cyclic GC's sight, so a full collection (long once
+    the models are loaded, see RELIABILITY.md) no longer stops the event loop."""
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     async with running_app(api_settings):
