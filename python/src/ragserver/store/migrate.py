@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
@@ -84,7 +85,7 @@ class MigrationReport:
         return [*self.migrations, *(f"functions/{name}.sql" for name in self.functions)]
 
 
-async def apply_migrations(conn: AsyncConnection) -> MigrationReport:
+async def apply_migrations(conn: AsyncConnection[Any]) -> MigrationReport:
     """Migrate on an autocommit connection; SchemaMismatch, before any change, on a database
     this code cannot run on."""
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
@@ -108,7 +109,7 @@ async def apply_migrations(conn: AsyncConnection) -> MigrationReport:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
-async def _apply_functions(conn: AsyncConnection) -> tuple[str, ...]:
+async def _apply_functions(conn: AsyncConnection[Any]) -> tuple[str, ...]:
     """Re-apply every function file when any differs from the recorded ones; returns those that did."""
     changed = stale_functions(await _recorded(conn, "rag_schema_functions"))
     if not changed:
@@ -134,7 +135,7 @@ async def _apply_functions(conn: AsyncConnection) -> tuple[str, ...]:
     return changed
 
 
-async def _recorded(conn: AsyncConnection, table: str) -> dict[str, str]:
+async def _recorded(conn: AsyncConnection[Any], table: str) -> dict[str, str]:
     """name -> checksum rows of a record table."""
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(sql.SQL("SELECT name, checksum FROM {}").format(sql.Identifier(table)))

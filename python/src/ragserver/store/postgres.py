@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -29,22 +29,25 @@ POOL_MAX = 10
 CONNECT_TIMEOUT_S = 30
 PING_CONNECT_TIMEOUT_S = 3  # /health gives the whole check 5 s
 
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
 
 class PsycopgTransport:
     """rag_* functions over a psycopg pool."""
 
-    def __init__(self, pool: AsyncConnectionPool, liveness: AsyncConnection, owner_lock: int, conninfo: str) -> None:
+    def __init__(self, pool: Pool, liveness: AsyncConnection, owner_lock: int, conninfo: str) -> None:
         self._pool = pool
         self._liveness = liveness
         self._conninfo = conninfo
         self._relock = asyncio.Lock()
-        self.owner_lock: int | None = owner_lock
+        self.owner_lock = owner_lock
 
     @classmethod
     async def connect(cls, conninfo: str, *, max_size: int = POOL_MAX) -> PsycopgTransport:
         """Open the pool and the liveness connection; Unavailable when the database cannot be reached."""
         pool = AsyncConnectionPool(
             conninfo,
+            connection_class=AsyncConnection[DictRow],
             min_size=POOL_MIN,
             max_size=max_size,
             open=False,

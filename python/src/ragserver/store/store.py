@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from ragserver.domain import Chunk, CodeExample, Document, SearchHit, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
@@ -23,6 +23,35 @@ from ragserver.store.transport import Transport
 # without a write.
 STALE_RUN_S = 600
 MAX_PER_PAGE = 500
+
+
+class EmbeddingSpace(TypedDict):
+    model: str
+    dimension: int
+
+
+class StoreHealth(TypedDict, total=False):
+    """Store.health(): `state` and `reason` always, the schema's details once the database answered."""
+
+    backend: str
+    ok: bool
+    state: Literal["ready", "error"]
+    reason: str
+    expected_schema_version: str
+    schema_version: str | None
+    schema_ready: bool
+    #: the database recorded a migration no release of it had, or one of a newer release
+    schema_mismatch: bool
+    functions_current: bool
+    migrations: int
+    embedding_spaces: list[EmbeddingSpace]
+
+
+class SourcePage(TypedDict):
+    """One page of list_sources: the sources as rag_source_json shapes them, and how many exist."""
+
+    items: list[dict[str, Any]]
+    total: int
 
 
 def vector_literal(vector: Sequence[float]) -> str:
@@ -61,17 +90,25 @@ class Store:
             return False
         return state.ready
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> StoreHealth:
         """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`
         (unreachable, not migrated, functions out of date, or a schema this code cannot run on)."""
-        report: dict[str, Any] = {"backend": self.backend, "expected_schema_version": latest_version()}
+        expected = latest_version()
         try:
             await self.transport.ping()
             info, state = await self._schema_state()
         except RagServerError as exc:
-            return {**report, "ok": False, "state": "error", "reason": exc.message, "schema_ready": False}
+            return {
+                "backend": self.backend,
+                "expected_schema_version": expected,
+                "ok": False,
+                "state": "error",
+                "reason": exc.message,
+                "schema_ready": False,
+            }
         return {
-            **report,
+            "backend": self.backend,
+            "expected_schema_version": expected,
             "ok": state.ready,
             "state": "ready" if state.ready else "error",
             "reason": state.reason,
@@ -208,7 +245,7 @@ class Store:
 
     # -- catalog --------------------------------------------------------------------------
 
-    async def list_sources(self, *, page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    async def list_sources(self, *, page: int = 1, per_page: int = 50) -> SourcePage:
         """One page of sources (newest first) with their counts and last run, plus the total."""
         if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
             raise InputError(f"page must be >= 1 and per_page 1..{MAX_PER_PAGE}")
@@ -219,7 +256,8 @@ class Store:
         rows = await self._call("rag_get_source", p_source_id=source_id)
         if not rows:
             raise NotFound(f"source {source_id!r} not found")
-        return rows[0]["source"]
+        source: dict[str, Any] = rows[0]["source"]
+        return source
 
     async def delete_source(self, source_id: str) -> None:
         """Delete the source with every generation, page, chunk, vector and code example."""

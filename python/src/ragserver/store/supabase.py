@@ -14,7 +14,7 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
-from ragserver.errors import ConfigError, Unavailable
+from ragserver.errors import ConfigError, StoreError, Unavailable
 from ragserver.store.migrate import MigrationReport
 from ragserver.store.schema_check import assess_info
 from ragserver.store.transport import Row, translate_error
@@ -58,9 +58,11 @@ class SupabaseTransport:
         except httpx.HTTPError as exc:
             raise Unavailable(f"Supabase unreachable: {type(exc).__name__}: {exc}") from exc
         data = response.data
-        if isinstance(data, list):
-            return data
-        return [] if data is None else [data]
+        answer = data if isinstance(data, list) else [] if data is None else [data]
+        rows = [row for row in answer if isinstance(row, dict)]
+        if len(rows) != len(answer):  # every rag_* function RETURNS TABLE: rows are JSON objects
+            raise StoreError(f"{fn} over RPC answered something other than rows: {str(data)[:200]}")
+        return rows
 
     async def ping(self) -> None:
         """Nothing to check: RPC over HTTP holds no session, and each call reports its own failure."""

@@ -23,8 +23,10 @@ NOT_MIGRATED = "the database schema is missing or outdated: run `ragserver migra
 class Transport(Protocol):
     """A way to reach the rag_* functions."""
 
-    #: advisory lock key this process holds while it lives (psycopg), or None (RPC has no sessions)
-    owner_lock: int | None
+    @property
+    def owner_lock(self) -> int | None:
+        """The advisory lock key this process holds while it lives (psycopg), or None (RPC has no sessions)."""
+        ...
 
     async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
         """Run one rag_* function (one transaction) and return its rows."""
