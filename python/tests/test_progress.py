@@ -95,7 +95,7 @@ async def test_each_operation_has_its_own_interval() -> None:
     assert len(pushed) == held + 2
 
 
-async def test_run_ends_the_operation_from_the_outcome() -> None:
+async def test_run_completes_the_operation_with_the_result() -> None:
     tracker = ProgressTracker()
     done = tracker.start("ingest")
 
@@ -106,77 +106,70 @@ async def test_run_ends_the_operation_from_the_outcome() -> None:
     assert result == {"documents": 3}
     assert (done.status, done.message, done.result, done.progress) == ("completed", "3 documents", result, 100.0)
 
-    async def refused() -> dict[str, Any]:
-        raise InputError("bad line 2")
 
-    failed = tracker.start("ingest")
-    with pytest.raises(InputError):
-        await tracker.run(failed, refused(), done=str, stopped="stopped")
-    assert (failed.status, failed.error) == ("failed", "bad line 2")
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [(InputError("bad line 2"), "bad line 2"), (RuntimeError("disk gone"), "RuntimeError: disk gone")],
+)
+async def test_run_fails_the_operation_and_re_raises(error: Exception, shown: str) -> None:
+    tracker = ProgressTracker()
+    op = tracker.start("ingest")
 
-    async def broken() -> dict[str, Any]:
-        raise RuntimeError("disk gone")
+    async def failing() -> dict[str, Any]:
+        raise error
 
-    crashed = tracker.start("ingest")
-    with pytest.raises(RuntimeError):
-        await tracker.run(crashed, broken(), done=str, stopped="stopped")
-    assert (crashed.status, crashed.error) == ("failed", "RuntimeError: disk gone")
+    with pytest.raises(type(error)):
+        await tracker.run(op, failing(), done=str, stopped="stopped")
+    assert (op.status, op.error) == ("failed", shown)
+
+
+class Stuck:
+    """Work that waits on something that never comes: only a cancel can end it."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.cleaned_up = False
+
+    async def work(self) -> dict[str, Any]:
+        self.entered.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cleaned_up = True
+        return {}
 
 
 async def test_a_cancel_request_cancels_work_that_is_waiting() -> None:
-    """The work waits on something that never comes: only the cancel event can end it."""
     tracker = ProgressTracker()
     op = tracker.start("crawl")
-    entered, never = asyncio.Event(), asyncio.Event()
-    cleaned_up: list[bool] = []
-
-    async def waiting() -> dict[str, Any]:
-        entered.set()
-        try:
-            await never.wait()
-        finally:
-            cleaned_up.append(True)
-        return {}
-
-    running = asyncio.create_task(tracker.run(op, waiting(), done=str, stopped="stopped; kept"))
-    await entered.wait()
+    stuck = Stuck()
+    running = asyncio.create_task(tracker.run(op, stuck.work(), done=str, stopped="stopped; kept"))
+    await stuck.entered.wait()
     assert tracker.cancel(op.id)
     with pytest.raises(OperationCancelled):
         await running
-    assert (op.status, op.message, cleaned_up) == ("cancelled", "stopped; kept", [True])
+    assert (op.status, op.message, stuck.cleaned_up) == ("cancelled", "stopped; kept", True)
     assert not tracker.cancel(op.id)  # already ended
 
 
 async def test_cancelling_the_caller_cancels_the_work_and_the_operation() -> None:
     tracker = ProgressTracker()
     op = tracker.start("ingest")
-    entered, never = asyncio.Event(), asyncio.Event()
-
-    async def waiting() -> dict[str, Any]:
-        entered.set()
-        await never.wait()
-        return {}
-
-    running = asyncio.create_task(tracker.run(op, waiting(), done=str, stopped="stopped"))
-    await entered.wait()
+    stuck = Stuck()
+    running = asyncio.create_task(tracker.run(op, stuck.work(), done=str, stopped="stopped"))
+    await stuck.entered.wait()
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert op.status == "cancelled"
+    assert (op.status, stuck.cleaned_up) == ("cancelled", True)
 
 
 async def test_cancel_all_stops_spawned_and_foreground_operations() -> None:
     tracker = ProgressTracker()
     spawned, foreground = tracker.start("upload"), tracker.start("ingest")
-    entered, never = asyncio.Event(), asyncio.Event()
-
-    async def waiting() -> dict[str, Any]:
-        entered.set()
-        await never.wait()
-        return {}
-
-    tracker.spawn(spawned, waiting(), done=str, stopped="stopped")
-    await entered.wait()
+    stuck = Stuck()
+    tracker.spawn(spawned, stuck.work(), done=str, stopped="stopped")
+    await stuck.entered.wait()
 
     async def cooperative() -> None:  # a caller that checks between units of work, as ingest does
         while True:
