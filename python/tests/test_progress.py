@@ -139,29 +139,24 @@ class Stuck:
         return {}
 
 
-async def test_a_cancel_request_cancels_work_that_is_waiting() -> None:
+@pytest.mark.parametrize(
+    ("stopper", "raised"), [("cancel request", OperationCancelled), ("caller cancelled", asyncio.CancelledError)]
+)
+async def test_a_stop_cancels_work_that_is_waiting(stopper: str, raised: type[BaseException]) -> None:
+    """A cancel request (the stop route) or a cancelled caller (shutdown) both end waiting work at once."""
     tracker = ProgressTracker()
     op = tracker.start("crawl")
     stuck = Stuck()
     running = asyncio.create_task(tracker.run(op, stuck.work(), done=str, stopped="stopped; kept"))
     await stuck.entered.wait()
-    assert tracker.cancel(op.id)
-    with pytest.raises(OperationCancelled):
+    if stopper == "cancel request":
+        assert tracker.cancel(op.id)
+    else:
+        running.cancel()
+    with pytest.raises(raised):
         await running
     assert (op.status, op.message, stuck.cleaned_up) == ("cancelled", "stopped; kept", True)
     assert not tracker.cancel(op.id)  # already ended
-
-
-async def test_cancelling_the_caller_cancels_the_work_and_the_operation() -> None:
-    tracker = ProgressTracker()
-    op = tracker.start("ingest")
-    stuck = Stuck()
-    running = asyncio.create_task(tracker.run(op, stuck.work(), done=str, stopped="stopped"))
-    await stuck.entered.wait()
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    assert (op.status, stuck.cleaned_up) == ("cancelled", True)
 
 
 async def test_cancel_all_stops_spawned_and_foreground_operations() -> None:
