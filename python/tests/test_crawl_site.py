@@ -7,10 +7,10 @@ saw; test_crawl_service.py checks what ends up stored.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
+from support.clock import SteppedClock
 from support.site_fixtures import REACHABLE_PATHS, FixtureSite, Route, crawl, crawl_settings, docs_site, page
 
 from ragserver.crawl.fetch import Fetcher, SkippedPage
@@ -138,8 +138,9 @@ async def test_compressed_answers_are_capped_after_decompression(tmp_path: Path)
 
 
 async def test_requests_to_one_host_are_spaced_by_the_politeness_delay(tmp_path: Path) -> None:
+    clock = SteppedClock()
     with FixtureSite({f"/{i}.html": page(str(i), "<p>x</p>") for i in range(4)}) as site:
-        async with Fetcher(crawl_settings(tmp_path, crawl_per_host_delay_ms=150)) as fetcher:
-            started = time.monotonic()
+        async with Fetcher(crawl_settings(tmp_path, crawl_per_host_delay_ms=150), clock=clock) as fetcher:
             await asyncio.gather(*(fetcher.get(site.url(f"/{i}.html")) for i in range(4)))
-            assert time.monotonic() - started >= 0.45  # three gaps of 150 ms, despite concurrency 4
+    assert clock.slept == pytest.approx([0.15, 0.15, 0.15])  # three gaps of 150 ms, despite concurrency 4
+    assert sum(site.hits.values()) == 4

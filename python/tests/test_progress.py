@@ -4,36 +4,15 @@ the latest state last) and the operation runner (outcome -> final state, cancel 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.clock import SteppedClock
 
 from ragserver.errors import InputError
 from ragserver.progress import PUBLISH_INTERVAL_S, OperationCancelled, ProgressTracker
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class SteppedClock:
-    """A clock that moves only when the test says so; due timers run inside `advance`."""
-
-    def __init__(self) -> None:
-        self.time = 1000.0
-        self.timers: list[tuple[float, Callable[[], None]]] = []
-
-    def now(self) -> float:
-        return self.time
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        self.timers.append((self.time + delay, callback))
-
-    def advance(self, seconds: float) -> None:
-        self.time += seconds
-        due = sorted((t for t in self.timers if t[0] <= self.time), key=lambda t: t[0])
-        self.timers = [t for t in self.timers if t[0] > self.time]
-        for _, callback in due:
-            callback()
 
 
 def recording_tracker() -> tuple[ProgressTracker, SteppedClock, list[dict[str, Any]]]:

@@ -25,8 +25,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from ragserver.clock import Clock, LoopClock
 from ragserver.errors import NotFound, RagServerError
 
 log = logging.getLogger(__name__)
@@ -46,30 +47,6 @@ class OperationCancelled(RagServerError):
 
     status_code = 409
     code = "cancelled"
-
-
-class Clock(Protocol):
-    """Time as the coalescing of pushes sees it: a monotonic reading and a timer."""
-
-    def now(self) -> float:
-        """Seconds on a monotonic scale."""
-        ...
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        """Run `callback` once `delay` seconds have passed on this clock."""
-        ...
-
-
-class LoopClock:
-    """The running event loop's clock and timers (the default)."""
-
-    def now(self) -> float:
-        """The loop's monotonic time."""
-        return asyncio.get_running_loop().time()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        """A loop timer."""
-        asyncio.get_running_loop().call_later(delay, callback)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from ragserver.clock import Clock, LoopClock
 from ragserver.config import Settings
 from ragserver.crawl.guard import Guard, GuardedResolver, RefusedAddress
 from ragserver.errors import CrawlError, TargetRefused
@@ -76,9 +77,10 @@ class Fetched:
 class Fetcher:
     """One HTTP client for a crawl: concurrency limit, per-host delay, guarded redirects, retries."""
 
-    def __init__(self, settings: Settings, guard: Guard | None = None) -> None:
+    def __init__(self, settings: Settings, guard: Guard | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
         self.guard = guard or Guard(settings)
+        self.clock: Clock = clock or LoopClock()  # paces retries and the per-host delay
         self.max_bytes = settings.crawl_max_page_bytes
         self.retries = settings.crawl_max_retries
         self.delay_s = settings.crawl_per_host_delay_ms / 1000
@@ -163,7 +165,7 @@ class Fetcher:
                 wait = _retry_after(headers.get("Retry-After")) or _backoff(attempt)
             attempt += 1
             log.debug("retrying %s in %.1fs (attempt %d)", url, wait, attempt)
-            await asyncio.sleep(wait)
+            await self.clock.sleep(wait)
 
     async def _request(self, url: str) -> tuple[int, dict[str, str], bytes | None]:
         """One GET without redirects; the body is read only for a final, textual, small enough answer."""
@@ -204,10 +206,10 @@ class Fetcher:
             return
         lock = self._host_locks.setdefault(host, asyncio.Lock())
         async with lock:
-            wait = self._host_next.get(host, 0.0) - time.monotonic()
+            wait = self._host_next.get(host, 0.0) - self.clock.now()
             if wait > 0:
-                await asyncio.sleep(wait)
-            self._host_next[host] = time.monotonic() + delay
+                await self.clock.sleep(wait)
+            self._host_next[host] = self.clock.now() + delay
 
 
 def _charset(content_type: str) -> str | None:
