@@ -58,7 +58,11 @@ def test_server_without_ml_stack_ingests_and_answers_with_full_text(pg_settings,
 
             answer = client.post("/api/rag/query", json={"query": f"{marker} lantern"}).json()
             assert answer["search_mode"] == "full_text" and answer["reranking_applied"] is False, answer
-            assert marker in answer["results"][0]["content"]
+            assert answer["rerank_skipped"] == "unavailable", answer  # says why, without waiting for a reranker
+            top = answer["results"][0]
+            assert marker in top["content"]
+            assert top["similarity"] is None and top["vector_rank"] is None  # found by full text only
+            assert top["fused_score"] > 0 and top["rerank_score"] is None
 
             embed = client.post("/api/ml/embed", json={"texts": ["x"]})
             assert embed.status_code == 503 and embed.json()["error"] == "unavailable"
