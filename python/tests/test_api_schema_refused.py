@@ -60,6 +60,7 @@ async def test_health_names_the_refused_migration(pg_settings: Settings, tmp_pat
             query = await client.post("/api/rag/query", json={"query": "anything"})
             assert query.status_code == 503 and query.json()["error"] == "unavailable"
         assert not runtime.ready.is_set() and runtime.failure is not None
+        assert body["database"]["reason"] == runtime.failure.message  # whole, not cut short
 
 
 @pytest.mark.slow

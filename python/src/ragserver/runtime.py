@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
+OWN_LINE_MAX = 1000
+FOREIGN_LINE_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,12 @@ def build_services(store: Store, ml: MLService, settings: Settings, tracker: Pro
 
 
 def _one_line(exc: BaseException) -> str:
-    """An exception as one short line for /health and logs (no traceback); our own errors keep their message."""
+    """An exception as one line for /health and logs (no traceback).
+
+    Our own errors keep their first line whole (a refusal explains itself and names the file), up to
+    OWN_LINE_MAX; foreign ones are prefixed with their type and cut at FOREIGN_LINE_MAX.
+    """
     if isinstance(exc, RagServerError):
-        return exc.message.splitlines()[0][:300] if exc.message else type(exc).__name__
+        return exc.message.splitlines()[0][:OWN_LINE_MAX] if exc.message else type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+    return f"{type(exc).__name__}: {text}"[:FOREIGN_LINE_MAX]
