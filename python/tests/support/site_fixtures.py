@@ -26,6 +26,7 @@ from ragserver.domain import Document
 HTML = "text/html; charset=utf-8"
 BIG_PAGE_BYTES = 300_000
 SLOW_PAGE_S = 6.0
+SHUTDOWN_POLL_S = 0.05
 
 
 @dataclass
@@ -84,7 +85,8 @@ class FixtureSite:
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self.base = f"http://{host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for the serve loop's next poll: a short interval keeps each test's exit short
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True)
 
     def __enter__(self) -> FixtureSite:
         self._thread.start()
