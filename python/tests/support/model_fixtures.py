@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from ragserver.config import Settings
+from ragserver.ml import MLService
 from support.models import build_tiny_cross_encoder, build_tiny_qwen3_reranker, minilm_path
 
 
@@ -50,9 +52,7 @@ def ml_settings(minilm_dir: Path, tiny_reranker_dir: Path, ml_user_base: Path) -
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def ml_service(ml_settings: Settings):
-    from ragserver.ml.service import MLService
-
+async def ml_service(ml_settings: Settings) -> AsyncIterator[MLService]:
     service = MLService(ml_settings)
     await service.start()
     yield service
