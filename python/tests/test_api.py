@@ -51,6 +51,7 @@ async def test_health_reports_database_and_models(api: RunningApp) -> None:
     body = response.json()
     assert body["status"] == "ok", body
     assert body["database"]["state"] == "ready"
+    assert body["database"]["functions_current"] is True and body["database"]["schema_mismatch"] is False
     assert body["ml"]["env"]["state"] == "ready"
     assert body["ml"]["embedder"]["state"] == "ready"
     assert body["ml"]["reranker"]["state"] == "ready"

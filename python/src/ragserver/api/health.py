@@ -43,6 +43,10 @@ class DatabaseHealth(_Part):
     expected_schema_version: str | None = None
     schema_version: str | None = None
     schema_ready: bool | None = None
+    schema_mismatch: bool | None = Field(
+        default=None, description="The database has a migration no release of this code had (edited, or newer)"
+    )
+    functions_current: bool | None = Field(default=None, description="The SQL functions are the ones this code ships")
     migrations: int | None = Field(default=None, description="Migrations recorded in the database")
     embedding_spaces: list[EmbeddingSpace] = Field(default_factory=list)
 
