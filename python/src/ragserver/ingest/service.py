@@ -318,11 +318,11 @@ class IngestService:
         if kind is not None:
             work = self.ingest_documents(source, file_documents(resolved, path.name, kind), op, "ingest")
         else:
-            total = await self._off_loop(lambda: sum(1 for _ in walk_folder(resolved, FolderScan())))
-            work = self._ingest_folder(source, resolved, op, total)
+            work = self._ingest_folder(source, resolved, op)
         return await self.progress.run(op, work, done=lambda _: f"ingested {path}", stopped=STOPPED)
 
-    async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation, total: int) -> Result:
+    async def _ingest_folder(self, source: SourceInfo, root: Path, op: Operation) -> Result:
+        total = await self._off_loop(lambda: sum(1 for _ in walk_folder(root, FolderScan())))
         scan = FolderScan()
         result = await self.ingest_documents(source, folder_documents(root, scan), op, "ingest", total=total)
         skipped = {"failed": scan.failed, "skipped_unsupported": scan.unsupported, "skipped_outside": scan.outside}
