@@ -67,6 +67,7 @@ class ModelHealth(_Part):
     state: str
     reason: str | None = None
     fix: str | None = None
+    error: str | None = Field(default=None, description="The underlying error, when loading failed")
     model: str
     device: str | None = None
 
