@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
@@ -26,10 +25,6 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
 
 
 def get_store(runtime: RuntimeDep) -> Store:
@@ -56,7 +51,6 @@ def get_ml(runtime: RuntimeDep) -> MLService:
     return runtime.ml
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
