@@ -34,6 +34,10 @@ setup_env() {
         say "setup: creating $VENV"
         "$PYTHON" -m venv "$VENV" || return 1
     fi
+    "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+        echo "$VENV is not a Python 3.11 env, which the locks are for: remove it or set RAGSERVER_VENV" >&2
+        return 1
+    }
     say "setup: installing the locked dev set into $VENV"
     local pip=("$VENV/bin/python" -m pip install -q --no-deps)
     # --no-deps everywhere: the lock is the whole set, so pip resolves nothing and fetches nothing unhashed.

@@ -16,6 +16,7 @@ build_requires() {
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))'
 }
 
+# --python-version 3.11 resolves for every 3.11 patch release: the image's Debian python is an early one.
 compile() {
     "$uv" pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
         --custom-compile-command "python/lock.sh" pyproject.toml - "$@"
