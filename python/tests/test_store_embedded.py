@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from support.polling import apoll_until
 from support.store_fixtures import FAST_OPTIONS
 
 from ragserver.config import Settings
@@ -158,10 +159,7 @@ async def test_health_names_the_reason_when_postgres_died(data_dir: Path) -> Non
         # Until its backend has exited, this process's session still answers while the pool waits
         # for a connection; the check is about the state after Postgres is gone.
         psutil.wait_procs([server, *backends], timeout=10)
-        for _ in range(50):
-            health = await asyncio.wait_for(store.health(), 10)
-            if health["state"] == "error":
-                break
-            await asyncio.sleep(0.1)
-        assert health["state"] == "error"
+        health = await apoll_until(
+            lambda: asyncio.wait_for(store.health(), 10), lambda h: h["state"] == "error", what="/health", timeout=30
+        )
         assert health["reason"].startswith("database unavailable:"), health["reason"]
