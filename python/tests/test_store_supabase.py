@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from psycopg import sql
+from support.schema_history import LAST_RELEASE, build_release
 from support.store_fixtures import create_database, drop_database
 
 from ragserver.config import Settings
@@ -201,6 +202,27 @@ async def test_unmigrated_database_is_unavailable(pg_server) -> None:
                 assert not await store.schema_ready()
                 health = await store.health()
                 assert not health["ok"] and health["state"] == "error" and "ragserver migrate" in health["reason"]
+            finally:
+                await store.transport.close()
+    finally:
+        await drop_database(pg_server, name)
+
+
+async def test_a_database_of_an_earlier_release_needs_migrate_over_rpc(pg_server) -> None:
+    """Its rag_schema_info predates the recorded checksums: /health still says what to run."""
+    name = await create_database(pg_server, template=None)
+    try:
+        async with await psycopg.AsyncConnection.connect(pg_server.uri(name), autocommit=True) as conn:
+            await build_release(conn, LAST_RELEASE)
+        async with serve_postgrest(pg_server.uri(name)) as (_, url):
+            with pytest.raises(Unavailable, match="pending: 0006_schema_functions"):
+                async with open_store(Settings(supabase_url=url, supabase_service_key=SERVICE_KEY)):
+                    pass
+            store = Store(await SupabaseTransport.connect(url, SERVICE_KEY), backend="supabase")
+            try:
+                health = await store.health()
+                assert health["state"] == "error" and not health["functions_current"], health
+                assert "ragserver migrate" in health["reason"] and health["schema_version"] == "0005_security"
             finally:
                 await store.transport.close()
     finally:
