@@ -110,7 +110,7 @@ async def evaluate_split(stack: Stack, split: str, queries: dict[str, str], rera
             hits = await search(stack, q_text, q_vec)
             took = time.perf_counter() - t0
             seconds[mode] += took
-            record(scores[mode], rank_documents(hits, key=lambda h: h.score), qrels[qid])
+            record(scores[mode], rank_documents(hits, key=lambda h: h.fused_score), qrels[qid])
             if mode == "hybrid" and "hybrid_rerank" in scores:
                 t0 = time.perf_counter()
                 head = hits[:rerank_top_n]
@@ -118,7 +118,7 @@ async def evaluate_split(stack: Stack, split: str, queries: dict[str, str], rera
                 seconds["hybrid_rerank"] += took + time.perf_counter() - t0
                 # The reranked head sits above the fused tail, as the query path returns them.
                 lifted = {h.chunk_id: 1.0 + s for h, s in zip(head, rerank, strict=True)}
-                ranked = rank_documents(hits, key=lambda h: lifted.get(h.chunk_id, h.score))
+                ranked = rank_documents(hits, key=lambda h: lifted.get(h.chunk_id, h.fused_score))
                 record(scores["hybrid_rerank"], ranked, qrels[qid])
     return {
         "queries": len(ids),

@@ -85,6 +85,22 @@ async def test_open_store_reports_migrations_it_applied(pg_server) -> None:
         await drop_database(pg_server, name)
 
 
+async def test_vectors_work_right_after_the_first_migration(pg_server) -> None:
+    """The pool's connections opened before the migration created the vector type: pgvector's
+    adapter must still be on the connection that writes and searches afterwards."""
+    name = await create_database(pg_server, template=None)
+    try:
+        async with open_store(Settings(database_url=pg_server.uri(name))) as opened:
+            await ingest(opened, "docs", {"a": ["first vector text", "second vector text"]}, model=MODEL)
+            hits = await opened.hybrid_search(
+                "zzz", [0.0, 1.0, 0.0], MODEL, match_count=5, source_id=None, rrf_k=60, candidates=5
+            )
+            assert [h.content for h in hits] == ["second vector text", "first vector text"]
+            assert [h.similarity for h in hits] == [pytest.approx(1.0), pytest.approx(0.0)]
+    finally:
+        await drop_database(pg_server, name)
+
+
 async def test_round_trip_write_commit_search(store: Store) -> None:
     await store.ensure_embedding_space(MODEL, 3)
     run = await store.begin_run(source("docs", tags=["python"]), "upload")
@@ -107,7 +123,7 @@ async def test_round_trip_write_commit_search(store: Store) -> None:
     )
     assert hits[0].content == "Run pip install ragserver to install it."
     assert hits[0].vector_rank == 1 and hits[0].text_rank == 1
-    assert hits[0].score == pytest.approx(2 / 61)
+    assert hits[0].fused_score == pytest.approx(2 / 61)
     assert hits[0].page_id == page_id and hits[0].url == doc.url and hits[0].title == "Page A"
     assert hits[0].heading_path == ["Guide", "Part 0"]
     assert hits[1].vector_rank == 2 and hits[1].text_rank is None
@@ -123,9 +139,11 @@ async def test_round_trip_write_commit_search(store: Store) -> None:
             "metadata": {},
         }
     ]
-    examples = await store.search_code_examples("install", None, None, match_count=5, source_id=None)
-    assert [e["code"] for e in examples] == ["pip install ragserver"]
-    assert examples[0]["language"] == "bash" and examples[0]["text_rank"] == 1
+    examples = await store.search_code_examples(
+        "install", None, None, match_count=5, source_id=None, rrf_k=60, candidates=10
+    )
+    assert [e.code for e in examples] == ["pip install ragserver"]
+    assert examples[0].language == "bash" and examples[0].text_rank == 1
 
 
 async def test_fail_run_keeps_previous_content(store: Store) -> None:

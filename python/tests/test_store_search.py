@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import search_corpus
+from support.search_corpus import cosine_similarity, stored_vectors, unit_vectors, write_corpus
 
-from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
+from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SourceInfo
 from ragserver.errors import InputError
 from ragserver.store import Store
 
@@ -56,12 +59,34 @@ async def search(store: Store, query: str, vector: list[float] | None = None, so
     )
 
 
+async def search_code(
+    store: Store,
+    query: str,
+    vector: list[float] | None = None,
+    source_id: str | None = None,
+    *,
+    model: str = MODEL,
+    rrf_k: int = 60,
+    candidates: int = 20,
+) -> list[CodeExampleHit]:
+    return await store.search_code_examples(
+        query,
+        vector,
+        model if vector is not None else None,
+        match_count=10,
+        source_id=source_id,
+        rrf_k=rrf_k,
+        candidates=candidates,
+    )
+
+
 async def test_full_text_only(store: Store) -> None:
     await load(store)
     hits = await search(store, "GIN index")
     assert hits[0].content.startswith("A GIN index")
     assert all(h.vector_rank is None and h.text_rank is not None for h in hits)
-    assert hits[0].score == pytest.approx(1 / 61)
+    assert hits[0].fused_score == pytest.approx(1 / 61)
+    assert all(h.similarity is None for h in hits), "no query vector, no similarity"
 
 
 async def test_heading_path_is_searchable(store: Store) -> None:
@@ -96,8 +121,8 @@ async def test_hybrid_fuses_both_rankings(store: Store) -> None:
     hits = await search(store, "autovacuum dead tuples", unit(1))
     top = hits[0]
     assert top.content.startswith("Autovacuum") and top.vector_rank is not None and top.text_rank == 1
-    assert top.score == pytest.approx(1 / (60 + top.vector_rank) + 1 / 61)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert top.fused_score == pytest.approx(1 / (60 + top.vector_rank) + 1 / 61)
+    assert [h.fused_score for h in hits] == sorted((h.fused_score for h in hits), reverse=True)
 
 
 async def test_source_filter(store: Store) -> None:
@@ -136,13 +161,79 @@ async def test_bad_search_arguments(store: Store) -> None:
 
 async def test_code_examples(store: Store) -> None:
     await load(store)
-    rows = await store.search_code_examples("vacuum", None, None, match_count=5, source_id=None)
-    assert rows[0]["code"].startswith("# Vacuum") and rows[0]["language"] == "python"
-    assert rows[0]["heading_path"] == ["Vacuum"] and rows[0]["url"] == "https://postgres.example/1"
-    hybrid = await store.search_code_examples("coroutines", unit(2), MODEL, match_count=10, source_id="python")
-    assert {r["source_id"] for r in hybrid} == {"python"} and len(hybrid) == 3, "vector side ranks every page"
-    assert hybrid[0]["code"].startswith("# Asyncio")
-    assert (hybrid[0]["vector_rank"], hybrid[0]["text_rank"]) == (1, 1)
+    hits = await search_code(store, "vacuum")
+    assert hits[0].code.startswith("# Vacuum") and hits[0].language == "python"
+    assert hits[0].heading_path == ["Vacuum"] and hits[0].url == "https://postgres.example/1"
+    assert hits[0].similarity is None and hits[0].fused_score == pytest.approx(1 / 61)
+    hybrid = await search_code(store, "coroutines", unit(2), source_id="python")
+    assert {h.source_id for h in hybrid} == {"python"} and len(hybrid) == 3, "vector side ranks every page"
+    assert hybrid[0].code.startswith("# Asyncio")
+    assert (hybrid[0].vector_rank, hybrid[0].text_rank) == (1, 1)
+    assert hybrid[0].similarity == pytest.approx(1.0), "the similarity of the best chunk of its page"
+
+
+async def test_similarity_is_one_minus_cosine_distance(store: Store) -> None:
+    vectors = await write_corpus(store)
+    [query_vector] = unit_vectors(1, seed=5)
+    hits = await store.hybrid_search(
+        "search", query_vector, search_corpus.MODEL, match_count=20, source_id=None, rrf_k=60, candidates=20
+    )
+    assert len(hits) == len(vectors), "every chunk is a vector candidate"
+    for hit in hits:
+        assert hit.similarity == pytest.approx(cosine_similarity(vectors[hit.content], query_vector), abs=1e-6)
+    by_rank = sorted(hits, key=lambda h: h.vector_rank or 0)
+    assert [h.similarity for h in by_rank] == sorted((h.similarity or 0.0 for h in hits), reverse=True)
+
+    few = await store.hybrid_search(
+        "search", query_vector, search_corpus.MODEL, match_count=20, source_id=None, rrf_k=60, candidates=3
+    )
+    text_only = [h for h in few if h.vector_rank is None]
+    assert text_only and all(h.similarity is None for h in text_only), "no vector candidate, no similarity"
+    assert sum(h.similarity is not None for h in few) == 3
+
+
+async def test_vectors_round_trip_exactly(store: Store, pg_settings) -> None:
+    """float32 values reach the database bit for bit, through write_document and set_embeddings."""
+    vectors = await write_corpus(store)
+    stored = await stored_vectors(pg_settings.database_url, search_corpus.MODEL)
+    assert stored.keys() == vectors.keys()
+    for content, vector in vectors.items():
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+
+    missing = await store.chunks_missing_embeddings("test/other-model", 100)
+    replacements = dict(zip((chunk_id for chunk_id, _ in missing), unit_vectors(len(missing), seed=3), strict=True))
+    await store.set_embeddings("test/other-model", list(replacements.items()))
+    stored = await stored_vectors(pg_settings.database_url, "test/other-model")
+    for (_, content), vector in zip(missing, replacements.values(), strict=True):
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+
+
+async def test_code_example_search_honours_rrf_k(store: Store) -> None:
+    await write_corpus(store)
+    [query_vector] = unit_vectors(1, seed=5)
+    for rrf_k in (0, 10, 60):
+        hits = await search_code(store, "index", query_vector, model=search_corpus.MODEL, rrf_k=rrf_k)
+        assert hits and any(h.text_rank is not None for h in hits)
+        for hit in hits:
+            expected = sum(1 / (rrf_k + rank) for rank in (hit.vector_rank, hit.text_rank) if rank is not None)
+            assert hit.fused_score == pytest.approx(expected)
+        assert [h.fused_score for h in hits] == sorted((h.fused_score for h in hits), reverse=True)
+
+
+async def test_code_example_search_honours_candidates(store: Store) -> None:
+    """Each side contributes at most `candidates` examples (the pages of the nearest chunks, the
+    best full-text matches)."""
+    await write_corpus(store)
+    [query_vector] = unit_vectors(1, seed=5)
+    wide = await search_code(store, "search index", query_vector, model=search_corpus.MODEL, candidates=20)
+    assert sum(h.vector_rank is not None for h in wide) == len(search_corpus.TOPICS), "every page is near enough"
+    assert sum(h.text_rank is not None for h in wide) >= 2
+    narrow = await search_code(store, "search index", query_vector, model=search_corpus.MODEL, candidates=1)
+    assert sum(h.vector_rank is not None for h in narrow) == 1
+    assert sum(h.text_rank is not None for h in narrow) == 1
+    nearest = min(wide, key=lambda h: h.vector_rank or len(wide) + 1)
+    assert any(h.code_example_id == nearest.code_example_id and h.vector_rank == 1 for h in narrow)
+    assert nearest.similarity is not None and nearest.similarity == max(h.similarity or -1.0 for h in wide)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -18,12 +18,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from psycopg import sql
+from support import search_corpus
 from support.schema_history import LAST_RELEASE, build_release
+from support.search_corpus import stored_vectors, unit_vectors, write_corpus
 from support.store_fixtures import create_database, drop_database
 
 from ragserver.config import Settings
@@ -151,7 +154,8 @@ async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
 
     stand_in, _ = postgrest
     write = next(r for r in stand_in.requests if r["fn"] == "rag_write_document")
-    assert write["body"]["p_payload"]["chunks"][0]["embedding"] == "[1.0,0.0,0.0]"
+    assert write["body"]["p_embeddings"] == ["[1.0,0.0,0.0]"], "vectors in pgvector's text form, beside the payload"
+    assert "embedding" not in write["body"]["p_payload"]["chunks"][0]
     begin = next(r for r in stand_in.requests if r["fn"] == "rag_begin_run")
     assert begin["body"]["p_owner_lock"] is None, "no sessions over RPC: runs carry no owner lock"
 
@@ -162,9 +166,10 @@ async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
     assert (hits[0].vector_rank, hits[0].text_rank, hits[0].page_id) == (1, 1, page_id)
     assert hits[0].heading_path == ["A"] and hits[0].metadata == {"k": 1}
     assert (await store.get_pages([page_id]))[0]["markdown"] == "# A\nsecond generation"
-    assert (await store.search_code_examples("greeting", None, None, match_count=5, source_id=None))[0]["code"] == (
-        "print('hi')"
+    examples = await store.search_code_examples(
+        "greeting", None, None, match_count=5, source_id=None, rrf_k=60, candidates=5
     )
+    assert [e.code for e in examples] == ["print('hi')"]
     listing = await store.list_sources()
     assert listing["total"] == 1 and listing["items"][0]["chunk_count"] == 1
     assert await store.embedding_counts() == {"rpc/model": 1}
@@ -176,6 +181,49 @@ async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
     assert await store.recover_interrupted_runs() == 0
     await store.delete_source("docs")
     assert (await store.list_sources())["total"] == 0
+
+
+async def test_vectors_round_trip_exactly_over_rpc(supabase_store: Store, pg_settings: Settings) -> None:
+    """float32 values written in their text form over RPC reach the database bit for bit."""
+    vectors = await write_corpus(supabase_store)
+    stored = await stored_vectors(pg_settings.database_url, search_corpus.MODEL)
+    assert stored.keys() == vectors.keys()
+    for content, vector in vectors.items():
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+
+    missing = await supabase_store.chunks_missing_embeddings("rpc/other-model", 100)
+    replacements = dict(zip((chunk_id for chunk_id, _ in missing), unit_vectors(len(missing), seed=3), strict=True))
+    await supabase_store.set_embeddings("rpc/other-model", list(replacements.items()))
+    stored = await stored_vectors(pg_settings.database_url, "rpc/other-model")
+    for (_, content), vector in zip(missing, replacements.values(), strict=True):
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+
+
+async def test_search_answers_the_same_over_both_transports(store: Store, supabase_store: Store) -> None:
+    """One database, one corpus per transport: psycopg (binary vectors) and RPC (text) store the same
+    bits and answer every search with the same rows in the same order, scores included."""
+    await write_corpus(store, "via-psycopg")
+    await write_corpus(supabase_store, "via-rpc")
+    queries = unit_vectors(2, seed=5)
+    for source_id in ("via-psycopg", "via-rpc", None):
+        for text, vector in (("search index", queries[0]), ("event loop", queries[1]), ("fusion", None)):
+            model = search_corpus.MODEL if vector is not None else None
+            args = {"match_count": 8, "source_id": source_id, "rrf_k": 30, "candidates": 6}
+            answers = [await s.hybrid_search(text, vector, model, **args) for s in (store, supabase_store)]
+            assert answers[0] and answers[0] == answers[1]
+            assert (vector is None) == all(h.similarity is None for h in answers[0])
+            examples = [await s.search_code_examples(text, vector, model, **args) for s in (store, supabase_store)]
+            assert examples[0] and examples[0] == examples[1]
+    written_by = {
+        source: [
+            (h.content, h.similarity, h.fused_score, h.vector_rank, h.text_rank)
+            for h in await store.hybrid_search(
+                "search index", queries[0], search_corpus.MODEL, match_count=8, source_id=source, rrf_k=60, candidates=6
+            )
+        ]
+        for source in ("via-psycopg", "via-rpc")
+    }
+    assert written_by["via-psycopg"] == written_by["via-rpc"], "the corpus written either way answers alike"
 
 
 async def test_errors_over_rpc(supabase_store: Store) -> None:

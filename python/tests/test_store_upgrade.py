@@ -111,8 +111,10 @@ async def assert_upgraded(url: str, store: Store, contents: dict, fresh: dict) -
     )
     assert hits[0].content == "The brass compass points north." and hits[0].vector_rank == 1
     assert {h.title.split()[0] for h in hits} == {"second"}, "only the active generation is searchable"
-    examples = await store.search_code_examples("kettle", None, None, match_count=5, source_id="old-docs")
-    assert [e["code"] for e in examples] == [OLD_CODE]
+    examples = await store.search_code_examples(
+        "kettle", None, None, match_count=5, source_id="old-docs", rrf_k=60, candidates=10
+    )
+    assert [e.code for e in examples] == [OLD_CODE]
     listing = await store.list_sources()
     counts = {s["source_id"]: (s["page_count"], s["chunk_count"], s["code_example_count"]) for s in listing["items"]}
     assert counts == {"old-docs": (2, 3, 1), "old-notes": (1, 1, 0)}

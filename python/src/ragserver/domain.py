@@ -55,7 +55,10 @@ class SourceInfo:
 
 @dataclass
 class SearchHit:
-    """One search result row: a chunk with its fused score and, when reranked, its rerank score."""
+    """One chunk found by hybrid search, with the scores of each stage that ranked it: the RRF
+    score of its vector and full-text ranks, the cosine similarity of its vector to the query's
+    (None when it was no vector candidate, or there was no query vector) and, when reranked, the
+    reranker's score."""
 
     chunk_id: int
     page_id: int
@@ -65,7 +68,28 @@ class SearchHit:
     content: str
     heading_path: list[str]
     metadata: dict[str, Any]
-    score: float
+    fused_score: float
+    similarity: float | None = None
     vector_rank: int | None = None
     text_rank: int | None = None
     rerank_score: float | None = None
+
+
+@dataclass(frozen=True)
+class CodeExampleHit:
+    """One code example found by code-example search. Its vector rank and similarity are those of
+    the best chunk of its page (examples have no vectors of their own); None as for SearchHit."""
+
+    code_example_id: int
+    page_id: int
+    source_id: str
+    url: str
+    title: str
+    code: str
+    language: str
+    context: str
+    heading_path: list[str]
+    fused_score: float
+    similarity: float | None = None
+    vector_rank: int | None = None
+    text_rank: int | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ragserver.domain import SearchHit
+from ragserver.domain import CodeExampleHit, SearchHit
 
 
 class SearchStore(Protocol):
@@ -34,7 +34,9 @@ class SearchStore(Protocol):
         *,
         match_count: int,
         source_id: str | None,
-    ) -> list[dict[str, Any]]: ...
+        rrf_k: int,
+        candidates: int,
+    ) -> list[CodeExampleHit]: ...
 
     async def get_pages(self, page_ids: list[int]) -> list[dict[str, Any]]: ...
 

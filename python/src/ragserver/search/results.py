@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from ragserver.domain import SearchHit
+from ragserver.domain import CodeExampleHit, SearchHit
 
 SearchMode = Literal["hybrid", "full_text"]
 ReturnMode = Literal["chunks", "pages"]
@@ -62,9 +62,8 @@ class ChunkResult(BaseModel):
             content=hit.content,
             heading_path=hit.heading_path,
             metadata=hit.metadata,
-            # The store's rows carry the cosine similarity once its SQL returns it (domain.SearchHit).
-            similarity=getattr(hit, "similarity", None),
-            fused_score=hit.score,
+            similarity=hit.similarity,
+            fused_score=hit.fused_score,
             rerank_score=hit.rerank_score,
             vector_rank=hit.vector_rank,
             text_rank=hit.text_rank,
@@ -85,8 +84,8 @@ class MatchedChunk(BaseModel):
         return cls(
             id=hit.chunk_id,
             heading_path=hit.heading_path,
-            similarity=getattr(hit, "similarity", None),
-            fused_score=hit.score,
+            similarity=hit.similarity,
+            fused_score=hit.fused_score,
             rerank_score=hit.rerank_score,
         )
 
@@ -166,23 +165,23 @@ class CodeExampleResult(BaseModel):
     text_rank: int | None = Field(default=None, description="Rank among the full-text candidates")
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> CodeExampleResult:
-        """A row of the store's code-example search."""
+    def from_hit(cls, hit: CodeExampleHit) -> CodeExampleResult:
+        """A hit of the store's code-example search."""
         return cls(
-            id=row["code_example_id"],
-            page_id=row["page_id"],
-            source_id=row["source_id"],
-            url=row["url"],
-            title=row["title"],
-            content=row["code"],
-            metadata={"language": row["language"]},
-            language=row["language"],
-            context=row["context"],
-            heading_path=row["heading_path"] or [],
-            similarity=row.get("similarity"),
-            fused_score=row["score"],
-            vector_rank=row["vector_rank"],
-            text_rank=row["text_rank"],
+            id=hit.code_example_id,
+            page_id=hit.page_id,
+            source_id=hit.source_id,
+            url=hit.url,
+            title=hit.title,
+            content=hit.code,
+            metadata={"language": hit.language},
+            language=hit.language,
+            context=hit.context,
+            heading_path=hit.heading_path,
+            similarity=hit.similarity,
+            fused_score=hit.fused_score,
+            vector_rank=hit.vector_rank,
+            text_rank=hit.text_rank,
         )
 
 

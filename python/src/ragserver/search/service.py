@@ -107,10 +107,16 @@ class SearchService:
         """Code examples whose code or surrounding text match the query."""
         query = _clean_query(query)
         embedding, model = await self._embed_query(query)
-        rows = await self.store.search_code_examples(
-            query, embedding, model, match_count=match_count, source_id=source_id
+        hits = await self.store.search_code_examples(
+            query,
+            embedding,
+            model,
+            match_count=match_count,
+            source_id=source_id,
+            rrf_k=self.settings.rrf_k,
+            candidates=max(self.settings.search_candidates, match_count),
         )
-        results = [CodeExampleResult.from_row(row) for row in rows]
+        results = [CodeExampleResult.from_hit(hit) for hit in hits]
         return CodeExamplesResponse(
             query=query,
             source=source_id,

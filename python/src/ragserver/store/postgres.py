@@ -5,6 +5,9 @@ one transaction. The process also holds one extra connection with a session advi
 its whole life: runs it starts carry that key, and another process recovering interrupted runs
 skips any run whose owner still holds its lock. Session locks need a direct or session-mode
 connection string (on Supabase: port 5432, not the transaction pooler on 6543).
+
+Vectors go as pgvector values in its binary form (pgvector's psycopg adapter, registered on each
+pool connection), into `vector` and `vector[]` arguments: no text to format here or to parse there.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import secrets
 from typing import Any
 
 import psycopg
+from pgvector import Vector
+from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow, dict_row
+from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ragserver.errors import InputError, RagServerError, Unavailable
 from ragserver.store.migrate import MigrationReport, apply_migrations
-from ragserver.store.transport import Row, translate_error
+from ragserver.store.transport import Row, VectorArg, VectorsArg, translate_error
 
 POOL_MIN = 1
 POOL_MAX = 10
@@ -53,6 +59,7 @@ class PsycopgTransport:
             open=False,
             name="ragserver",
             check=AsyncConnectionPool.check_connection,
+            configure=_register_vector_types,
             # no server-side prepared statements: they break behind transaction poolers (Supabase :6543)
             kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
         )
@@ -75,7 +82,7 @@ class PsycopgTransport:
             sql.Identifier(fn),
             sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in params),
         )
-        values = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+        values = {k: _adapt(v) for k, v in params.items()}
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, values)
@@ -112,11 +119,16 @@ class PsycopgTransport:
     async def migrate(self) -> MigrationReport:
         try:
             async with self._pool.connection() as conn:
-                return await apply_migrations(conn)
+                report = await apply_migrations(conn)
+            if report.migrations:
+                # connections opened before a migration may predate the vector type (a new
+                # database): open them again so that each has pgvector's adapter
+                await self._pool.drain()
         except psycopg.Error as exc:
             raise _translate(exc) from exc
         except PoolTimeout as exc:
             raise Unavailable("no database connection available for migrations") from exc
+        return report
 
     async def close(self) -> None:
         # release the owner lock now, not whenever the server notices the closed socket
@@ -124,6 +136,24 @@ class PsycopgTransport:
             await self._liveness.execute("SELECT pg_advisory_unlock_all()")
         await self._liveness.close()
         await self._pool.close()
+
+
+async def _register_vector_types(conn: AsyncConnection[DictRow]) -> None:
+    """Give a new pool connection pgvector's adapter, once the database has the vector type (an
+    unmigrated one has not: migrate() opens the connections again after migrating)."""
+    if await TypeInfo.fetch(conn, "vector") is not None:
+        await register_vector_async(conn)
+
+
+def _adapt(value: Any) -> Any:
+    """A call's argument as psycopg sends it: vectors binary, dicts and lists as jsonb."""
+    if isinstance(value, VectorArg):
+        return Vector(value.values)
+    if isinstance(value, VectorsArg):
+        return [None if row is None else Vector(row) for row in value.rows]
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
 
 
 async def _owner_session(conninfo: str, owner_lock: int, timeout: int) -> AsyncConnection:

@@ -1,23 +1,21 @@
 """The Store: ragserver's knowledge base as async methods over the rag_* SQL functions.
 
 All logic lives in SQL (store/functions/) so this class only shapes arguments and rows; the same
-code serves psycopg and Supabase through a Transport. Vectors travel as pgvector text literals;
-writing them out is CPU work that grows with the page (BENCHMARKS.md has the ingest figures), so
-payloads with vectors are built in a thread, not on the event loop.
+code serves psycopg and Supabase through a Transport. Vectors are typed arguments (VectorArg,
+VectorsArg) beside the JSON payloads, and each transport sends them in its own form (see
+store/transport.py), so the database reads every vector once.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
-from ragserver.domain import Chunk, CodeExample, Document, SearchHit, SourceInfo
+from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
 from ragserver.store.migrate import MigrationReport
 from ragserver.store.schema_check import SchemaState, assess_info
 from ragserver.store.schema_files import latest_version
-from ragserver.store.transport import Transport
+from ragserver.store.transport import Transport, VectorArg, VectorsArg
 
 # Runs without an owner lock (started over Supabase RPC) count as interrupted after this long
 # without a write.
@@ -52,16 +50,6 @@ class SourcePage(TypedDict):
 
     items: list[dict[str, Any]]
     total: int
-
-
-def vector_literal(vector: Sequence[float]) -> str:
-    """pgvector's text form, '[0.1,0.2]': one representation for SQL parameters and RPC JSON."""
-    return "[" + ",".join(str(float(x)) for x in vector) + "]"
-
-
-def vector_literals(vectors: Sequence[Sequence[float] | None]) -> list[str | None]:
-    """vector_literal of each vector (None stays None); blocking, so callers run it in a thread."""
-    return [None if vector is None else vector_literal(vector) for vector in vectors]
 
 
 class Store:
@@ -149,7 +137,7 @@ class Store:
         embedding_model: str | None,
     ) -> int:
         """Store one document of a running generation in one transaction; returns its page id."""
-        vectors = await asyncio.to_thread(vector_literals, [c.embedding for c in chunks])
+        vectors = [c.embedding for c in chunks]
         payload = {
             "source_id": source_id,
             "run_id": run_id,
@@ -164,9 +152,8 @@ class Store:
                     "content": c.content,
                     "heading_path": c.heading_path,
                     "metadata": c.metadata,
-                    "embedding": vector,
                 }
-                for c, vector in zip(chunks, vectors, strict=True)
+                for c in chunks
             ],
             "code_examples": [
                 {
@@ -179,7 +166,8 @@ class Store:
                 for e in code_examples
             ],
         }
-        rows = await self._call("rag_write_document", p_payload=payload)
+        embeddings = VectorsArg(vectors) if any(v is not None for v in vectors) else None
+        rows = await self._call("rag_write_document", p_payload=payload, p_embeddings=embeddings)
         return int(rows[0]["page_id"])
 
     async def commit_run(self, source_id: str, run_id: int) -> dict[str, int]:
@@ -211,11 +199,11 @@ class Store:
         rrf_k: int,
         candidates: int,
     ) -> list[SearchHit]:
-        """Vector and full-text top-k fused by RRF (full text only when embedding is None)."""
+        """Vector and full-text top-k fused by RRF (full text only when embedding is None), best first."""
         rows = await self._call(
             "rag_hybrid_search",
             p_query=query,
-            p_embedding=None if embedding is None else vector_literal(embedding),
+            p_embedding=None if embedding is None else VectorArg(embedding),
             p_model=model,
             p_match_count=match_count,
             p_source_id=source_id,
@@ -232,16 +220,21 @@ class Store:
         *,
         match_count: int,
         source_id: str | None,
-    ) -> list[dict[str, Any]]:
-        """Code examples by full text, fused with the vector rank of the page they are on."""
-        return await self._call(
+        rrf_k: int,
+        candidates: int,
+    ) -> list[CodeExampleHit]:
+        """Code examples by full text, fused by RRF with the vector rank of the page they are on."""
+        rows = await self._call(
             "rag_search_code_examples",
             p_query=query,
-            p_embedding=None if embedding is None else vector_literal(embedding),
+            p_embedding=None if embedding is None else VectorArg(embedding),
             p_model=model,
             p_match_count=match_count,
             p_source_id=source_id,
+            p_rrf_k=rrf_k,
+            p_candidates=candidates,
         )
+        return [CodeExampleHit(**row) for row in rows]
 
     # -- catalog --------------------------------------------------------------------------
 
@@ -280,10 +273,12 @@ class Store:
         """Store vectors of `model` for existing chunks (chunks deleted meanwhile are skipped)."""
         if not rows:
             return
-        vectors = await asyncio.to_thread(vector_literals, [vec for _, vec in rows])
-        ids = [chunk_id for chunk_id, _ in rows]
-        payload = [{"chunk_id": chunk_id, "embedding": vector} for chunk_id, vector in zip(ids, vectors, strict=True)]
-        await self._call("rag_set_embeddings", p_model=model, p_rows=payload)
+        await self._call(
+            "rag_set_embeddings",
+            p_model=model,
+            p_chunk_ids=[chunk_id for chunk_id, _ in rows],
+            p_embeddings=VectorsArg([vector for _, vector in rows]),
+        )
 
     async def embedding_counts(self) -> dict[str, int]:
         rows = await self._call("rag_embedding_counts")

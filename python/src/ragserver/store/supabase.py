@@ -4,20 +4,26 @@ PostgREST runs each RPC in its own transaction, like one psycopg call. There are
 so runs started here carry no owner lock (recovery uses their heartbeat instead), and
 migrations cannot run here: `ragserver migrate` with DATABASE_URL set to the project's
 connection string applies them; `rag_schema_info` tells /health which version is there.
+
+Vectors go in pgvector's text form inside the JSON body (PostgREST types each argument by the
+function's declaration, so Postgres reads a `vector[]` of text, once). Formatting a page of
+vectors is CPU work that grows with the page, so it runs in a thread, not on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+from pgvector import Vector
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from ragserver.errors import ConfigError, StoreError, Unavailable
 from ragserver.store.migrate import MigrationReport
 from ragserver.store.schema_check import assess_info
-from ragserver.store.transport import Row, translate_error
+from ragserver.store.transport import Row, VectorArg, VectorsArg, translate_error
 
 RPC_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
@@ -51,8 +57,12 @@ class SupabaseTransport:
         return cls(client, http)
 
     async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
+        if any(isinstance(value, VectorsArg) for value in params.values()):
+            body = await asyncio.to_thread(_json_arguments, params)
+        else:
+            body = _json_arguments(params)
         try:
-            response = await self._client.rpc(fn, params).execute()
+            response = await self._client.rpc(fn, body).execute()
         except APIError as exc:
             raise translate_error(exc.code, exc.message or str(exc)) from exc
         except httpx.HTTPError as exc:
@@ -79,3 +89,22 @@ class SupabaseTransport:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def _vector_text(values: list[float]) -> str:
+    """pgvector's text form, '[0.1,0.2]', of the float32 values the database will store (the
+    same bits the binary form of the psycopg path carries)."""
+    return Vector(values).to_text()
+
+
+def _json_arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments as the JSON body: vectors in their text form, everything else as it is."""
+    body: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, VectorArg):
+            body[name] = _vector_text(value.values)
+        elif isinstance(value, VectorsArg):
+            body[name] = [None if row is None else _vector_text(row) for row in value.rows]
+        else:
+            body[name] = value
+    return body

@@ -3,11 +3,15 @@
 Every read and write of the store is a SQL function (store/functions/), so the Store's
 logic exists once and runs over psycopg (`SELECT * FROM fn(...)`) or over Supabase's PostgREST
 (`POST /rest/v1/rpc/fn`). Every rag_* function RETURNS TABLE, so both answer a list of dicts.
-Parameters are JSON values: str/int/float/bool/None, and dict/list for jsonb arguments.
+Parameters are JSON values: str/int/float/bool/None, and dict/list for jsonb arguments; vectors
+are VectorArg (a `vector` argument) and VectorsArg (a `vector[]` argument), which each
+transport sends in its own form (psycopg: pgvector's binary form; PostgREST: its text form), so
+the database reads each vector once and never from JSON.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ragserver.errors import InputError, NotFound, RagServerError, StoreError, Unavailable
@@ -18,6 +22,20 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 NOT_MIGRATED = "the database schema is missing or outdated: run `ragserver migrate`"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorArg:
+    """The value of a `vector` argument (a query vector)."""
+
+    values: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorsArg:
+    """The value of a `vector[]` argument: one vector per row, None for a row without one."""
+
+    rows: list[list[float] | None]
 
 
 class Transport(Protocol):

@@ -5,14 +5,6 @@
 -- Error codes the Store translates: no_data_found (P0002) -> NotFound, invalid_parameter_value
 -- (22023) and data_exception (22000) -> InputError, object_not_in_prerequisite_state (55000) -> InputError.
 
--- A vector from JSON: a pgvector text literal '[1,2]' or a JSON array [1, 2].
-CREATE OR REPLACE FUNCTION rag_vector(p_value jsonb) RETURNS vector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE jsonb_typeof(p_value)
-    WHEN 'string' THEN (p_value #>> '{}')::vector
-    WHEN 'array' THEN (p_value::text)::vector
-END;
-
 CREATE OR REPLACE FUNCTION rag_text_array(p_value jsonb) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ARRAY(SELECT jsonb_array_elements_text(
@@ -57,16 +49,15 @@ BEGIN
     RETURN QUERY SELECT p_model, p_dimension, v_index, true;
 END $$;
 
--- Checks one batch of JSON vectors against the model's space (creating it on first use).
-CREATE OR REPLACE FUNCTION rag_check_vectors(p_model text, p_vectors jsonb)
+-- Checks one batch of vectors (NULL elements: rows without one) against the model's space
+-- (creating it on first use).
+CREATE OR REPLACE FUNCTION rag_check_vectors(p_model text, p_vectors vector[])
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_dims integer[];
 BEGIN
-    SELECT array_agg(DISTINCT vector_dims(rag_vector(v))) INTO v_dims
-    FROM jsonb_array_elements(p_vectors) AS t(v)
-    WHERE jsonb_typeof(v) IN ('string', 'array');
+    SELECT array_agg(DISTINCT vector_dims(v)) INTO v_dims FROM unnest(p_vectors) AS v WHERE v IS NOT NULL;
     IF v_dims IS NULL THEN
         RETURN;
     END IF;
@@ -142,9 +133,12 @@ END $$;
 
 -- Writes one document of a running generation: page, chunks (+ vectors), code examples.
 -- p_payload: {source_id, run_id, url, title, markdown, metadata, embedding_model,
---             chunks: [{index, content, heading_path, metadata, embedding}],
+--             chunks: [{index, content, heading_path, metadata}],
 --             code_examples: [{index, code, language, context, heading_path}]}
-CREATE OR REPLACE FUNCTION rag_write_document(p_payload jsonb)
+-- p_embeddings: the vector of each chunk, in the order of `chunks` (a NULL element: none), or
+-- NULL for none at all. A typed parameter, not JSON: each vector is read once, by the driver's
+-- binary form over psycopg or pgvector's text form over PostgREST.
+CREATE OR REPLACE FUNCTION rag_write_document(p_payload jsonb, p_embeddings vector[])
 RETURNS TABLE (page_id bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -162,8 +156,11 @@ BEGIN
     IF (SELECT count(DISTINCT c ->> 'index') <> count(*) FROM jsonb_array_elements(v_chunks) c) THEN
         RAISE EXCEPTION 'chunk indexes of a document must be unique' USING ERRCODE = '22023';
     END IF;
-    PERFORM rag_check_vectors(v_model, (SELECT coalesce(jsonb_agg(c -> 'embedding'), '[]')
-                                        FROM jsonb_array_elements(v_chunks) c));
+    IF p_embeddings IS NOT NULL AND coalesce(cardinality(p_embeddings), 0) <> jsonb_array_length(v_chunks) THEN
+        RAISE EXCEPTION '% embeddings for % chunks', coalesce(cardinality(p_embeddings), 0),
+            jsonb_array_length(v_chunks) USING ERRCODE = '22023';
+    END IF;
+    PERFORM rag_check_vectors(v_model, p_embeddings);
 
     INSERT INTO rag_pages (source_id, run_id, url, title, markdown, metadata)
     VALUES (v_source_id, v_run_id, p_payload ->> 'url', coalesce(p_payload ->> 'title', ''),
@@ -171,8 +168,8 @@ BEGIN
     RETURNING rag_pages.page_id INTO v_page;
 
     WITH src AS (
-        SELECT (c ->> 'index')::integer AS chunk_index, c
-        FROM jsonb_array_elements(v_chunks) c
+        SELECT (c ->> 'index')::integer AS chunk_index, c, p_embeddings[ord] AS embedding
+        FROM jsonb_array_elements(v_chunks) WITH ORDINALITY AS t(c, ord)
     ), ins AS (
         INSERT INTO rag_chunks (page_id, source_id, run_id, chunk_index, content, heading_path, metadata)
         SELECT v_page, v_source_id, v_run_id, src.chunk_index, coalesce(src.c ->> 'content', ''),
@@ -181,9 +178,9 @@ BEGIN
         RETURNING rag_chunks.chunk_id, rag_chunks.chunk_index
     )
     INSERT INTO rag_chunk_embeddings (chunk_id, model, run_id, embedding)
-    SELECT ins.chunk_id, v_model, v_run_id, rag_vector(src.c -> 'embedding')
+    SELECT ins.chunk_id, v_model, v_run_id, src.embedding
     FROM ins JOIN src ON src.chunk_index = ins.chunk_index
-    WHERE jsonb_typeof(src.c -> 'embedding') IN ('string', 'array');
+    WHERE src.embedding IS NOT NULL;
 
     INSERT INTO rag_code_examples (page_id, source_id, run_id, example_index, code, language, context, heading_path)
     SELECT v_page, v_source_id, v_run_id, coalesce((e ->> 'index')::integer, 0), coalesce(e ->> 'code', ''),

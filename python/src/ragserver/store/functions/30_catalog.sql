@@ -79,21 +79,25 @@ LANGUAGE sql STABLE AS $$
     LIMIT greatest(p_limit, 0)
 $$;
 
--- Upserts vectors of one model (p_rows: [{chunk_id, embedding}]); chunks deleted meanwhile are skipped.
-CREATE OR REPLACE FUNCTION rag_set_embeddings(p_model text, p_rows jsonb)
+-- Upserts vectors of one model: p_embeddings[i] is the vector of chunk p_chunk_ids[i] (a JSON
+-- array of ids, as rag_write_document's chunks); chunks deleted meanwhile are skipped.
+CREATE OR REPLACE FUNCTION rag_set_embeddings(p_model text, p_chunk_ids jsonb, p_embeddings vector[])
 RETURNS TABLE (written integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_written integer;
 BEGIN
-    PERFORM rag_check_vectors(p_model, (SELECT coalesce(jsonb_agg(r -> 'embedding'), '[]')
-                                        FROM jsonb_array_elements(p_rows) r));
+    IF jsonb_typeof(p_chunk_ids) IS DISTINCT FROM 'array'
+       OR jsonb_array_length(p_chunk_ids) <> coalesce(cardinality(p_embeddings), 0) THEN
+        RAISE EXCEPTION 'one embedding per chunk id is needed' USING ERRCODE = '22023';
+    END IF;
+    PERFORM rag_check_vectors(p_model, p_embeddings);
     INSERT INTO rag_chunk_embeddings AS e (chunk_id, model, run_id, embedding)
-    SELECT c.chunk_id, p_model, c.run_id, rag_vector(r -> 'embedding')
-    FROM jsonb_array_elements(p_rows) r
-    JOIN rag_chunks c ON c.chunk_id = (r ->> 'chunk_id')::bigint
-    WHERE jsonb_typeof(r -> 'embedding') IN ('string', 'array')
+    SELECT c.chunk_id, p_model, c.run_id, p_embeddings[ids.ord]
+    FROM jsonb_array_elements_text(p_chunk_ids) WITH ORDINALITY AS ids(chunk_id, ord)
+    JOIN rag_chunks c ON c.chunk_id = ids.chunk_id::bigint
+    WHERE p_embeddings[ids.ord] IS NOT NULL
     ON CONFLICT (chunk_id, model) DO UPDATE SET embedding = EXCLUDED.embedding;
     GET DIAGNOSTICS v_written = ROW_COUNT;
     RETURN QUERY SELECT v_written;
