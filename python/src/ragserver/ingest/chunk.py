@@ -8,7 +8,8 @@ Code fences are kept whole, even when one block alone exceeds the size, up to
 MAX_CODE_BLOCK_CHARS; prose is packed by paragraph, and a paragraph that is too big is cut at
 sentences, then lines, then words. A code block beyond that cap (a whole source file in one
 fence, or a fence never closed) is cut at lines into fenced pieces, and headings are capped:
-Postgres cannot full-text index a chunk whose tsvector passes 1 MB, which failed the upload.
+Postgres cannot full-text index a chunk whose tsvector passes 1 MB, so such a chunk would fail
+the whole document's write.
 """
 
 from __future__ import annotations

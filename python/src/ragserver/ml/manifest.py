@@ -1,8 +1,9 @@
 """`ml-env.json`: what the bootstrap put into the external ML env, read at every start.
 
-The bootstrap container (python/extract-ml-env.sh) does not have ragserver installed, so it
-writes this file itself with a few lines of inline Python; this docstring is the format's
-specification and the reader below is tolerant (unknown keys ignored, missing keys -> None).
+The bootstrap container (python/extract-ml-env.sh) writes it with `python -m ragserver.ml.manifest
+write` once the packages are installed; this docstring is the format's specification and the
+reader below is tolerant (unknown keys ignored, missing keys -> None), so a manifest written by
+another release still reads.
 
 File: `<ML_USER_BASE>/ml-env.json` (the pip --user base, /root/.local in Docker)::
 
