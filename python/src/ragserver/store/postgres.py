@@ -21,6 +21,7 @@ import psycopg
 from pgvector import Vector
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
+from psycopg.adapt import PyFormat
 from psycopg.rows import DictRow, dict_row
 from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
@@ -80,7 +81,9 @@ class PsycopgTransport:
     async def call(self, fn: str, params: dict[str, Any]) -> list[Row]:
         query = sql.SQL("SELECT * FROM {}({})").format(
             sql.Identifier(fn),
-            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in params),
+            sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k, _format(v))) for k, v in params.items()
+            ),
         )
         values = {k: _adapt(v) for k, v in params.items()}
         try:
@@ -143,6 +146,11 @@ async def _register_vector_types(conn: AsyncConnection[DictRow]) -> None:
     unmigrated one has not: migrate() opens the connections again after migrating)."""
     if await TypeInfo.fetch(conn, "vector") is not None:
         await register_vector_async(conn)
+
+
+def _format(value: Any) -> PyFormat:
+    """Vectors binary: left to choose, psycopg would write an array of them in pgvector's text form."""
+    return PyFormat.BINARY if isinstance(value, VectorArg | VectorsArg) else PyFormat.AUTO
 
 
 def _adapt(value: Any) -> Any:
