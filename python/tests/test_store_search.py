@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import search_corpus
-from support.search_corpus import cosine_similarity, stored_vectors, unit_vectors, write_corpus
+from support.search_corpus import assert_vectors_round_trip, cosine_similarity, unit_vectors, write_corpus
 
 from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SourceInfo
 from ragserver.errors import InputError
@@ -193,19 +192,8 @@ async def test_similarity_is_one_minus_cosine_distance(store: Store) -> None:
 
 
 async def test_vectors_round_trip_exactly(store: Store, pg_settings) -> None:
-    """float32 values reach the database bit for bit, through write_document and set_embeddings."""
-    vectors = await write_corpus(store)
-    stored = await stored_vectors(pg_settings.database_url, search_corpus.MODEL)
-    assert stored.keys() == vectors.keys()
-    for content, vector in vectors.items():
-        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
-
-    missing = await store.chunks_missing_embeddings("test/other-model", 100)
-    replacements = dict(zip((chunk_id for chunk_id, _ in missing), unit_vectors(len(missing), seed=3), strict=True))
-    await store.set_embeddings("test/other-model", list(replacements.items()))
-    stored = await stored_vectors(pg_settings.database_url, "test/other-model")
-    for (_, content), vector in zip(missing, replacements.values(), strict=True):
-        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+    """Over psycopg the vectors go in pgvector's binary form."""
+    await assert_vectors_round_trip(store, pg_settings.database_url)
 
 
 async def test_code_example_search_honours_rrf_k(store: Store) -> None:

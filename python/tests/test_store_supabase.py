@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
 import pytest_asyncio
@@ -26,7 +25,7 @@ from aiohttp import web
 from psycopg import sql
 from support import search_corpus
 from support.schema_history import LAST_RELEASE, build_release
-from support.search_corpus import stored_vectors, unit_vectors, write_corpus
+from support.search_corpus import assert_vectors_round_trip, unit_vectors, write_corpus
 from support.store_fixtures import create_database, drop_database
 
 from ragserver.config import Settings
@@ -184,19 +183,8 @@ async def test_round_trip_over_rpc(postgrest, supabase_store: Store) -> None:
 
 
 async def test_vectors_round_trip_exactly_over_rpc(supabase_store: Store, pg_settings: Settings) -> None:
-    """float32 values written in their text form over RPC reach the database bit for bit."""
-    vectors = await write_corpus(supabase_store)
-    stored = await stored_vectors(pg_settings.database_url, search_corpus.MODEL)
-    assert stored.keys() == vectors.keys()
-    for content, vector in vectors.items():
-        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
-
-    missing = await supabase_store.chunks_missing_embeddings("rpc/other-model", 100)
-    replacements = dict(zip((chunk_id for chunk_id, _ in missing), unit_vectors(len(missing), seed=3), strict=True))
-    await supabase_store.set_embeddings("rpc/other-model", list(replacements.items()))
-    stored = await stored_vectors(pg_settings.database_url, "rpc/other-model")
-    for (_, content), vector in zip(missing, replacements.values(), strict=True):
-        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+    """Over RPC the vectors go in pgvector's text form, inside the JSON body."""
+    await assert_vectors_round_trip(supabase_store, pg_settings.database_url)
 
 
 async def test_search_answers_the_same_over_both_transports(store: Store, supabase_store: Store) -> None:

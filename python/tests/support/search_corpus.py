@@ -14,6 +14,7 @@ from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
 from ragserver.store import Store
 
 MODEL = "test/corpus-model"
+OTHER_MODEL = "test/corpus-other-model"
 DIMENSION = 8
 TOPICS = [
     "vector search with an HNSW index",
@@ -66,3 +67,22 @@ async def stored_vectors(conninfo: str, model: str) -> dict[str, np.ndarray]:
             binary=True,
         )
         return {content: vector.to_numpy() for content, vector in await cur.fetchall()}
+
+
+async def assert_vectors_round_trip(store: Store, conninfo: str) -> None:
+    """float32 vectors written by write_document and by set_embeddings reach the database bit for bit."""
+    vectors = await write_corpus(store)
+    stored = await stored_vectors(conninfo, MODEL)
+    assert stored.keys() == vectors.keys()
+    for content, vector in vectors.items():
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))
+
+    missing = await store.chunks_missing_embeddings(OTHER_MODEL, 100)
+    replacements = unit_vectors(len(missing), seed=3)
+    await store.set_embeddings(
+        OTHER_MODEL, [(chunk_id, v) for (chunk_id, _), v in zip(missing, replacements, strict=True)]
+    )
+    stored = await stored_vectors(conninfo, OTHER_MODEL)
+    assert len(stored) == len(missing) == len(vectors)
+    for (_, content), vector in zip(missing, replacements, strict=True):
+        np.testing.assert_array_equal(stored[content], np.asarray(vector, dtype=np.float32))

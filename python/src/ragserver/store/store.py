@@ -8,7 +8,7 @@ store/transport.py), so the database reads every vector once.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, Unpack
 
 from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
@@ -21,6 +21,16 @@ from ragserver.store.transport import Transport, VectorArg, VectorsArg
 # without a write.
 STALE_RUN_S = 600
 MAX_PER_PAGE = 500
+
+
+class SearchOptions(TypedDict):
+    """What both searches take besides the query: how many results, from which source (None: all),
+    the RRF constant (RRF_K) and how many candidates each side contributes (SEARCH_CANDIDATES)."""
+
+    match_count: int
+    source_id: str | None
+    rrf_k: int
+    candidates: int
 
 
 class EmbeddingSpace(TypedDict):
@@ -189,52 +199,31 @@ class Store:
     # -- search ---------------------------------------------------------------------------
 
     async def hybrid_search(
-        self,
-        query: str,
-        embedding: list[float] | None,
-        model: str | None,
-        *,
-        match_count: int,
-        source_id: str | None,
-        rrf_k: int,
-        candidates: int,
+        self, query: str, embedding: list[float] | None, model: str | None, **options: Unpack[SearchOptions]
     ) -> list[SearchHit]:
         """Vector and full-text top-k fused by RRF (full text only when embedding is None), best first."""
-        rows = await self._call(
-            "rag_hybrid_search",
-            p_query=query,
-            p_embedding=None if embedding is None else VectorArg(embedding),
-            p_model=model,
-            p_match_count=match_count,
-            p_source_id=source_id,
-            p_rrf_k=rrf_k,
-            p_candidates=candidates,
-        )
-        return [SearchHit(**row) for row in rows]
+        return [SearchHit(**row) for row in await self._search("rag_hybrid_search", query, embedding, model, options)]
 
     async def search_code_examples(
-        self,
-        query: str,
-        embedding: list[float] | None,
-        model: str | None,
-        *,
-        match_count: int,
-        source_id: str | None,
-        rrf_k: int,
-        candidates: int,
+        self, query: str, embedding: list[float] | None, model: str | None, **options: Unpack[SearchOptions]
     ) -> list[CodeExampleHit]:
         """Code examples by full text, fused by RRF with the vector rank of the page they are on."""
-        rows = await self._call(
-            "rag_search_code_examples",
+        rows = await self._search("rag_search_code_examples", query, embedding, model, options)
+        return [CodeExampleHit(**row) for row in rows]
+
+    async def _search(
+        self, fn: str, query: str, embedding: list[float] | None, model: str | None, options: SearchOptions
+    ) -> list[dict[str, Any]]:
+        return await self._call(
+            fn,
             p_query=query,
             p_embedding=None if embedding is None else VectorArg(embedding),
             p_model=model,
-            p_match_count=match_count,
-            p_source_id=source_id,
-            p_rrf_k=rrf_k,
-            p_candidates=candidates,
+            p_match_count=options["match_count"],
+            p_source_id=options["source_id"],
+            p_rrf_k=options["rrf_k"],
+            p_candidates=options["candidates"],
         )
-        return [CodeExampleHit(**row) for row in rows]
 
     # -- catalog --------------------------------------------------------------------------
 
