@@ -106,6 +106,10 @@ class MLService:
         self._embed_state = ModelState()
         self._rerank_state = ModelState()
         self._rerank_settled = asyncio.Event()  # set once the reranker is ready, failed, disabled or stopped
+        # The load running in a thread. A cancelled start does not stop that thread, and a load
+        # patches process-wide torch/transformers state while it runs, so stop() waits it out.
+        self._no_load_running = asyncio.Event()
+        self._no_load_running.set()
         self._embed_worker: BatchWorker[str, list[float]] | None = None
         self._rerank_worker: BatchWorker[tuple[str, str], float] | None = None
 
@@ -182,8 +186,11 @@ class MLService:
     ) -> ModelT | None:
         """One model through the process cache; `state` says loading, then ready or failed (never raises)."""
         state.set("loading", f"loading {name}")
+        loading = asyncio.get_running_loop().run_in_executor(None, cache.get, name, placement, loader)
+        self._no_load_running.clear()
+        loading.add_done_callback(lambda _: self._no_load_running.set())
         try:
-            model = await asyncio.to_thread(cache.get, name, placement, loader)
+            model = await asyncio.shield(loading)
         except Unavailable as exc:
             state.set("failed", exc.message, exc.details)
             return None
@@ -198,7 +205,9 @@ class MLService:
         self._rerank_settled.set()
 
     async def stop(self) -> None:
-        """Stop the workers; pending requests fail with Unavailable. Models stay cached."""
+        """Wait for a model load still running in its thread, then stop the workers; pending
+        requests fail with Unavailable. Models stay cached."""
+        await self._no_load_running.wait()
         for worker in (self._embed_worker, self._rerank_worker):
             if worker is not None:
                 await worker.stop()
