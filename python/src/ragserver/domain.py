@@ -6,7 +6,7 @@ Kept free of I/O so every room (ingest, crawl, search, store) can share them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 
 @dataclass
@@ -93,3 +93,13 @@ class CodeExampleHit:
     similarity: float | None = None
     vector_rank: int | None = None
     text_rank: int | None = None
+
+
+class SearchOptions(TypedDict):
+    """What both searches take besides the query: how many results, from which source (None: all),
+    the RRF constant (RRF_K) and how many candidates each side contributes (SEARCH_CANDIDATES)."""
+
+    match_count: int
+    source_id: str | None
+    rrf_k: int
+    candidates: int

@@ -6,36 +6,20 @@ calls it makes; ragserver.store.Store and ragserver.ml.MLService satisfy them.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
-from ragserver.domain import CodeExampleHit, SearchHit
+from ragserver.domain import CodeExampleHit, SearchHit, SearchOptions
 
 
 class SearchStore(Protocol):
     """The store's retrieval calls."""
 
     async def hybrid_search(
-        self,
-        query: str,
-        embedding: list[float] | None,
-        model: str | None,
-        *,
-        match_count: int,
-        source_id: str | None,
-        rrf_k: int,
-        candidates: int,
+        self, query: str, embedding: list[float] | None, model: str | None, **options: Unpack[SearchOptions]
     ) -> list[SearchHit]: ...
 
     async def search_code_examples(
-        self,
-        query: str,
-        embedding: list[float] | None,
-        model: str | None,
-        *,
-        match_count: int,
-        source_id: str | None,
-        rrf_k: int,
-        candidates: int,
+        self, query: str, embedding: list[float] | None, model: str | None, **options: Unpack[SearchOptions]
     ) -> list[CodeExampleHit]: ...
 
     async def get_pages(self, page_ids: list[int]) -> list[dict[str, Any]]: ...

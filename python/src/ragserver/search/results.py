@@ -159,7 +159,9 @@ class CodeExampleResult(BaseModel):
     language: str
     context: str = Field(description="Text around the code block on its page")
     heading_path: list[str]
-    similarity: float | None = Similarity
+    similarity: float | None = Field(
+        default=None, description="Cosine similarity to the query of the best chunk on the example's page; null if none"
+    )
     fused_score: float = FusedScore
     vector_rank: int | None = Field(default=None, description="Vector rank of the page the example is on")
     text_rank: int | None = Field(default=None, description="Rank among the full-text candidates")

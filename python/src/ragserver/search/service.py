@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 from ragserver.config import Settings
-from ragserver.domain import SearchHit
+from ragserver.domain import SearchHit, SearchOptions
 from ragserver.errors import Busy, InputError, MLError, Unavailable
 from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
@@ -66,15 +66,7 @@ class SearchService:
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
-        hits = await self.store.hybrid_search(
-            query,
-            embedding,
-            model,
-            match_count=wanted,
-            source_id=source_id,
-            rrf_k=self.settings.rrf_k,
-            candidates=max(self.settings.search_candidates, wanted),
-        )
+        hits = await self.store.hybrid_search(query, embedding, model, **self._options(wanted, source_id))
         skipped: RerankSkipped | None = None if use_rerank else "disabled"
         if use_rerank and hits:
             hits, skipped = await self._rerank(query, hits)
@@ -107,15 +99,7 @@ class SearchService:
         """Code examples whose code or surrounding text match the query."""
         query = _clean_query(query)
         embedding, model = await self._embed_query(query)
-        hits = await self.store.search_code_examples(
-            query,
-            embedding,
-            model,
-            match_count=match_count,
-            source_id=source_id,
-            rrf_k=self.settings.rrf_k,
-            candidates=max(self.settings.search_candidates, match_count),
-        )
+        hits = await self.store.search_code_examples(query, embedding, model, **self._options(match_count, source_id))
         results = [CodeExampleResult.from_hit(hit) for hit in hits]
         return CodeExamplesResponse(
             query=query,
@@ -124,6 +108,15 @@ class SearchService:
             search_mode="hybrid" if embedding is not None else "full_text",
             results=results,
             total_found=len(results),
+        )
+
+    def _options(self, match_count: int, source_id: str | None) -> SearchOptions:
+        """RRF_K, and SEARCH_CANDIDATES from each side (never fewer than the results asked for)."""
+        return SearchOptions(
+            match_count=match_count,
+            source_id=source_id,
+            rrf_k=self.settings.rrf_k,
+            candidates=max(self.settings.search_candidates, match_count),
         )
 
     async def _embed_query(self, query: str) -> tuple[list[float] | None, str | None]:

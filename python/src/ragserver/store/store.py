@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict, Unpack
 
-from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SourceInfo
+from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SearchOptions, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
 from ragserver.store.migrate import MigrationReport
 from ragserver.store.schema_check import SchemaState, assess_info
@@ -21,16 +21,6 @@ from ragserver.store.transport import Transport, VectorArg, VectorsArg
 # without a write.
 STALE_RUN_S = 600
 MAX_PER_PAGE = 500
-
-
-class SearchOptions(TypedDict):
-    """What both searches take besides the query: how many results, from which source (None: all),
-    the RRF constant (RRF_K) and how many candidates each side contributes (SEARCH_CANDIDATES)."""
-
-    match_count: int
-    source_id: str | None
-    rrf_k: int
-    candidates: int
 
 
 class EmbeddingSpace(TypedDict):
