@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from starlette.datastructures import UploadFile
+from support.polling import apoll_until
 from test_parse import make_pdf
 
 from ragserver.config import Settings
@@ -164,6 +165,44 @@ async def test_cancel_midway_keeps_previous_content(service, settings, tracker) 
     assert list(await active_pages(settings, "docs")) == ["https://example.test/1"]
     assert await table_counts(settings) == before  # the cancelled run's staged rows are gone
     assert await run_statuses(settings, "docs") == ["completed", "cancelled"]
+
+
+async def test_stop_during_the_commit_comes_too_late_and_the_run_completes(service, settings, tracker) -> None:
+    """A stop that lands while commit_run runs must not report "cancelled" for content that went live.
+
+    The test holds the source's row lock from another session, so the commit waits in Postgres
+    exactly until the test lets it go; the stop is asked for while it waits.
+    """
+    op = tracker.start("ingest")
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as locker:
+
+        async def documents() -> AsyncIterator[Document]:
+            # begin_run has run (it created the source row): hold that row against the commit (FOR UPDATE)
+            # but not against the writes (their foreign keys take KEY SHARE) until the stop was asked for
+            await locker.execute("SELECT 1 FROM rag_sources WHERE source_id = 'docs' FOR NO KEY UPDATE")
+            for i in range(3):
+                yield doc(i)
+
+        async def commit_waits() -> bool:
+            async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+                cursor = await conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE '%rag_commit_run%'"
+                )
+                row = await cursor.fetchone()
+                return bool(row and row[0])
+
+        work = service.ingest_documents(source(), documents(), op, "ingest")
+        running = asyncio.create_task(tracker.run(op, work, done=lambda _: "done", stopped="stopped"))
+        await apoll_until(commit_waits, bool, what="commit_run waiting for the source row")
+        op.cancel()
+        for _ in range(10):  # loop turns (no time): let the runner deliver the cancel to the waiting work
+            await asyncio.sleep(0)
+        await locker.rollback()
+        result = await running
+    assert op.status == "completed" and result["documents"] == 3
+    assert sorted(await active_pages(settings, "docs")) == [f"https://example.test/{i}" for i in range(3)]
+    assert await run_statuses(settings, "docs") == ["completed"]
 
 
 async def test_error_midway_keeps_previous_content_and_marks_run_failed(service, settings, tracker) -> None:

@@ -42,7 +42,7 @@ from ragserver.ingest.formats import detect_format, storable_text
 from ragserver.ingest.parse import parse_bytes
 from ragserver.ingest.ports import EmbeddingModel, IngestStore, UploadStream
 from ragserver.lowpriority import bulk_executor
-from ragserver.progress import Operation, OperationCancelled, ProgressTracker, Result
+from ragserver.progress import FINAL, Operation, OperationCancelled, ProgressTracker, Result
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class IngestService:
         self.progress = progress
         self._spaces: set[tuple[str, int]] = set()
         self._reembed_lock = asyncio.Lock()
+        self._reembed_op: Operation | None = None  # the scheduled pass, taken at once (its lock only once it runs)
         # parsing and chunking for every ingest at once: the next batch is prepared while one is
         # stored, and one big PDF being parsed does not hold up the other ingests
         self._cpu = bulk_executor("ingest", settings.bulk_nice, workers=4)
@@ -106,9 +107,11 @@ class IngestService:
         """
         counts = {"documents": 0, "chunks_stored": 0, "code_examples": 0, "chunks_unembedded": 0}
         op.increment(**counts, failed=0)
-        run_id = await self.store.begin_run(source, kind)
+        run_id, stop_came = await _whole(self.store.begin_run(source, kind))
         extract_code = source.metadata.get("extract_code_examples", True) is not False
         try:
+            if stop_came:
+                raise asyncio.CancelledError
             async with contextlib.aclosing(self._chunked_batches(documents, op, extract_code)) as batches:
                 async for pending in batches:
                     op.raise_if_cancelled()
@@ -117,7 +120,8 @@ class IngestService:
                         op.update(progress=min(99.0, 100.0 * counts["documents"] / total))
             op.raise_if_cancelled()
             op.update(step="finalizing")
-            stored = await self.store.commit_run(source.source_id, run_id)
+            # A stop that arrives while the commit runs comes too late: the new content is live.
+            stored, _ = await _whole(self.store.commit_run(source.source_id, run_id))
         except BaseException as exc:
             await self._abandon(source.source_id, run_id, exc)
             raise
@@ -360,15 +364,38 @@ class IngestService:
 
     def schedule_reembed(self) -> Operation | None:
         """Start `embed_missing` as a background operation; None when the embedder is not ready or a pass runs."""
-        if not self.ml.embedder_ready or self._reembed_lock.locked():
+        scheduled = self._reembed_op is not None and self._reembed_op.status not in FINAL
+        if not self.ml.embedder_ready or scheduled or self._reembed_lock.locked():
             return None
-        op = self.progress.start("reembed", message="embedding chunks stored without vectors")
+        op = self._reembed_op = self.progress.start("reembed", message="embedding chunks stored without vectors")
 
         async def work() -> Result:
             return {"embedded": await self.embed_missing(op)}
 
-        self.progress.spawn(op, work(), done=lambda _: "embedded the chunks that had no vectors", stopped=STOPPED)
+        self.progress.spawn(
+            op,
+            work(),
+            done=lambda _: "embedded the chunks that had no vectors",
+            stopped="stopped; the next pass embeds the rest",
+        )
         return op
+
+
+async def _whole(step: Awaitable[T]) -> tuple[T, bool]:
+    """Run a store step that a cancel must not cut in half; returns its result and whether a cancel
+    came meanwhile.
+
+    Cancelling a query leaves it done or undone on the server without telling which; begin and
+    commit are single statements, so they are let finish and the caller decides what the cancel
+    still means.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task), False
+    except asyncio.CancelledError:
+        if task.cancelled():
+            raise
+        return await task, True
 
 
 async def _batches(
