@@ -50,13 +50,14 @@ UPGRADE = MigrationReport(("0006_schema_functions",), tuple(f.name for f in ship
 
 
 def test_every_shipped_migration_is_released_at_its_checksum() -> None:
-    """Editing a released migration fails here: a shipped file must be its manifest's latest release."""
+    """Editing a released migration fails here: a shipped file is released once, at its one checksum
+    (start-up refuses a database that recorded another one for it)."""
     manifest = released()
     for migration in shipped_migrations():
         assert migration.name in manifest, f"{migration.name}.sql is missing from store/migrations/released.json"
         release = manifest[migration.name]
         assert release.retired is None, f"{migration.name} is retired in released.json but still shipped"
-        assert release.checksums[-1] == migration.checksum, (
+        assert release.checksums == (migration.checksum,), (
             f"store/migrations/{migration.name}.sql differs from its release: never edit a released migration; "
             "add a new one (tables) or change store/functions/ (functions)"
         )

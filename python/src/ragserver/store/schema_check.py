@@ -2,9 +2,9 @@
 
 A database is judged by what it recorded: the migrations (rag_schema_migrations) and the
 repeatable function files (rag_schema_functions), each with a checksum. Two findings are fatal
-(SchemaMismatch): a recorded checksum that no release of that migration had (someone edited a
-released migration and applied it), and a migration name no release known to this code had (a
-newer release made the database). The others only need `ragserver migrate`: migrations not
+(SchemaMismatch): a recorded checksum that this release does not accept for that migration
+(someone edited a released migration and applied it), and a migration name no release known to
+this code had (a newer release made the database). The others only need `ragserver migrate`: migrations not
 applied yet, and function files whose recorded checksum differs from the shipped one.
 """
 
@@ -51,8 +51,13 @@ class SchemaState:
 
 
 def mismatch(applied: Mapping[str, str]) -> str:
-    """Why the recorded migrations rule this database out ("" when every one is a known release)."""
+    """Why the recorded migrations rule this database out ("" when every one is a known release).
+
+    A shipped migration must be recorded at the checksum of the file as it ships (it is released
+    once and never edited); a retired one at any checksum a release had.
+    """
     manifest = released()
+    shipped = {m.name: m.checksum for m in shipped_migrations()}
     for name, checksum in sorted(applied.items()):
         release = manifest.get(name)
         if release is None:
@@ -60,12 +65,13 @@ def mismatch(applied: Mapping[str, str]) -> str:
                 f"the database has migration {name}, which this release of ragserver does not know: a newer "
                 "release made it; run that release or a newer one, or use another database"
             )
-        if checksum not in release.checksums:
+        known = (shipped[name],) if name in shipped else release.checksums
+        if checksum not in known:
             return (
-                f"the database recorded migration {name}.sql with checksum {checksum[:12]}, which no release "
-                f"had: store/migrations/{name}.sql was edited after it was released and applied; use a database "
-                "made by a released ragserver (schema changes go in a new migration, function changes in "
-                "store/functions/)"
+                f"the database recorded migration {name}.sql with checksum {checksum[:12]}, which this release "
+                f"does not ship: store/migrations/{name}.sql was edited after it was released and applied; use "
+                "a database made by a released ragserver (schema changes go in a new migration, function "
+                "changes in store/functions/)"
             )
     return ""
 

@@ -3,7 +3,8 @@
 - store/migrations/NNNN_name.sql: versioned migrations (tables, indexes, data changes), applied
   once each and never edited once released.
 - store/migrations/released.json: every migration name ever released, with each checksum it
-  was released with (oldest first; for a shipped file the last one is the file as it is today),
+  was released with (a shipped file has exactly one: the file as it is today; a retired name
+  every version it had, oldest first),
   and `retired` for the names whose file no longer ships (their SQL moved to functions/), so a
   database made by any release is recognised.
 - store/functions/NN_name.sql: repeatable SQL (the rag_* functions and their privileges),
