@@ -29,6 +29,15 @@ def test_migrate_reports_an_up_to_date_schema(pg_settings) -> None:
     assert result.stdout.strip()
 
 
+def test_migrate_over_supabase_rpc_says_which_connection_it_needs(tmp_path: Path) -> None:
+    """PostgREST cannot run DDL: the command names the setting that can, instead of "run ragserver migrate"."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(SUPABASE_URL="http://127.0.0.1:9", SUPABASE_SERVICE_KEY="not-a-real-key", DATA_DIR=str(tmp_path))
+    result = subprocess.run([RAGSERVER, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_URL" in result.stderr and "port 5432" in result.stderr
+
+
 def test_ingest_then_query(api_settings, tmp_path: Path) -> None:
     marker = f"cli{uuid.uuid4().hex[:10]}"
     folder = tmp_path / "docs"

@@ -230,6 +230,11 @@ def _check_ml(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.store_backend == "supabase":  # PostgREST cannot run DDL: migrate over a Postgres connection
+        raise ConfigError(
+            "ragserver migrate cannot migrate over Supabase RPC: set DATABASE_URL to the project's direct "
+            "Postgres connection string (port 5432) for this command"
+        )
     async with _Session(settings, ml=False) as runtime:
         applied = runtime.migrations
     if applied:
