@@ -70,7 +70,7 @@ async def test_migrations_are_recorded_and_idempotent(pg_server) -> None:
             assert await cur.fetchall() == [(f.name, f.checksum) for f in shipped_functions()]
         async with open_store(Settings(database_url=url)) as opened:
             assert opened.migration_report == MigrationReport()
-            assert await opened.schema_ready()
+            assert (await opened.health())["schema_ready"]
     finally:
         await drop_database(pg_server, name)
 
@@ -301,7 +301,7 @@ async def test_health_and_schema(store: Store) -> None:
     assert health["ok"] and health["schema_ready"] and health["backend"] == "postgres"
     assert health["schema_version"] == shipped_migrations()[-1].name
     assert health["functions_current"] and not health["schema_mismatch"] and health["reason"] == ""
-    assert await store.schema_ready()
+    assert (await store.health())["schema_ready"]
 
 
 async def test_concurrent_writes_into_one_run(store: Store) -> None:

@@ -235,7 +235,7 @@ async def test_unmigrated_database_is_unavailable(pg_server) -> None:
                     pass
             store = Store(await SupabaseTransport.connect(url, SERVICE_KEY), backend="supabase")
             try:
-                assert not await store.schema_ready()
+                assert not (await store.health())["schema_ready"]
                 health = await store.health()
                 assert not health["ok"] and health["state"] == "error" and "ragserver migrate" in health["reason"]
             finally:
@@ -280,7 +280,7 @@ async def test_stale_functions_and_edited_migration_over_rpc(pg_settings: Settin
         try:
             health = await store.health()
             assert health["state"] == "error" and not health["functions_current"] and not health["schema_mismatch"]
-            assert "20_search" in health["reason"] and not await store.schema_ready()
+            assert "20_search" in health["reason"] and not (await store.health())["schema_ready"]
 
             await conn.execute("UPDATE rag_schema_migrations SET checksum = 'edited' WHERE name = '0001_schema'")
             with pytest.raises(SchemaMismatch, match=r"0001_schema\.sql .* edited"):

@@ -12,6 +12,7 @@ them once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -57,6 +58,12 @@ class _ModelCache(Generic[ModelT]):
                 self._models[key] = loader(name, path, placement)
             return self._models[key]
 
+
+log = logging.getLogger(__name__)
+
+# How long stop() lets a model load still running in its thread finish (a load patches
+# process-wide torch/transformers state; shutdown must still fit Docker's stop grace period).
+STOP_LOAD_WAIT_S = 5.0
 
 _EMBEDDERS: _ModelCache[Embedder] = _ModelCache()
 _RERANKERS: _ModelCache[Reranker] = _ModelCache()
@@ -205,9 +212,12 @@ class MLService:
         self._rerank_settled.set()
 
     async def stop(self) -> None:
-        """Wait for a model load still running in its thread, then stop the workers; pending
-        requests fail with Unavailable. Models stay cached."""
-        await self._no_load_running.wait()
+        """Wait (briefly) for a model load still running in its thread, then stop the workers;
+        pending requests fail with Unavailable. Models stay cached."""
+        try:
+            await asyncio.wait_for(self._no_load_running.wait(), STOP_LOAD_WAIT_S)
+        except TimeoutError:  # a process that exits ends the thread anyway; do not hold shutdown for it
+            log.warning("stopping while a model still loads (gave it %.0f s)", STOP_LOAD_WAIT_S)
         for worker in (self._embed_worker, self._rerank_worker):
             if worker is not None:
                 await worker.stop()

@@ -70,14 +70,6 @@ class Store:
         info = (await self._call("rag_schema_info"))[0]
         return info, assess_info(info)
 
-    async def schema_ready(self) -> bool:
-        """True when the database has every migration and the current functions of this code."""
-        try:
-            _, state = await self._schema_state()
-        except RagServerError:
-            return False
-        return state.ready
-
     async def health(self) -> StoreHealth:
         """Backend, schema version and vector spaces; never raises: `state` ready|error with a `reason`
         (unreachable, not migrated, functions out of date, or a schema this code cannot run on)."""
