@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
+from support.polling import poll_until, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "tests/e2e/compose.hostnet.yml")]
@@ -114,42 +114,33 @@ class Stack:
         proc = run(["docker", "inspect", "-f", "{{.State.Health.Status}}", container], check=False)
         return proc.stdout.strip()
 
-    def wait_healthy(self, container: str = CONTAINER, url: str | None = None) -> float:
+    def wait_healthy(self, container: str = CONTAINER) -> float:
         """Seconds until Docker reports the container healthy (its HEALTHCHECK on /health passed)."""
         started = time.monotonic()
-        while time.monotonic() - started < HEALTHY_TIMEOUT_S:
-            status = self.health_status(container)
-            if status == "healthy":
-                return time.monotonic() - started
-            if status == "unhealthy" or not status:
+
+        def status() -> str:
+            current = self.health_status(container)
+            if current == "unhealthy" or not current:
                 logs = run(["docker", "logs", "--tail", "60", container], check=False)
-                raise AssertionError(f"{container} is {status or 'gone'}:\n{logs.stdout}\n{logs.stderr}")
-            time.sleep(0.5)
-        raise AssertionError(f"{container} not healthy after {HEALTHY_TIMEOUT_S}s")
+                raise AssertionError(f"{container} is {current or 'gone'}:\n{logs.stdout}\n{logs.stderr}")
+            return current
+
+        poll_until(status, lambda current: current == "healthy", what=f"{container} healthy", timeout=HEALTHY_TIMEOUT_S)
+        return time.monotonic() - started
 
 
 def wait_http_ok(url: str, timeout: float = HEALTHY_TIMEOUT_S) -> float:
     """Seconds until GET url answers 200."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer 200 within {timeout}s")
+    wait_http(url, lambda response: response.status_code == 200, timeout=timeout)
+    return time.monotonic() - started
 
 
 def wait_ml_ready(base: str, timeout: float = HEALTHY_TIMEOUT_S) -> dict:
     """/health once it says 'ok': database up and both models loaded (they load after the port opens)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = httpx.get(f"{base}/health", timeout=5).json()
-        if health["status"] == "ok":
-            return health
-        time.sleep(0.3)
-    raise AssertionError(f"{base}/health never said ok: {health}")
+    response = wait_http(f"{base}/health", lambda answer: answer.json().get("status") == "ok", timeout=timeout)
+    health: dict = response.json()
+    return health
 
 
 @pytest.fixture(scope="session")

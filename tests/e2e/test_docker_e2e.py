@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 from conftest import CONTAINER, REPO, TIMINGS, Stack, bootstrap_args, free_port, run, wait_http_ok, wait_ml_ready
+from support.polling import wait_operation_sync
 
 NO_ML_STACK = """
 import importlib.util, os, shutil, site, sys
@@ -38,15 +39,10 @@ def upload(base: str, filename: str, text: str) -> dict:
     """Upload one document and wait until its ingest operation ends; returns the final snapshot."""
     answer = httpx.post(f"{base}/api/documents/upload", files={"file": (filename, text.encode())}, timeout=30)
     assert answer.status_code == 200, answer.text
-    progress_id = answer.json()["progressId"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        snapshot = httpx.get(f"{base}/api/progress/{progress_id}", timeout=10).json()
-        if snapshot["status"] in {"completed", "failed", "cancelled"}:
-            assert snapshot["status"] == "completed", snapshot
-            return snapshot
-        time.sleep(0.3)
-    raise AssertionError(f"upload {filename} did not finish: {snapshot}")
+    with httpx.Client(base_url=base, timeout=10) as client:
+        snapshot = wait_operation_sync(client, answer.json()["progressId"])
+    assert snapshot["status"] == "completed", snapshot
+    return snapshot
 
 
 def query(base: str, text: str) -> dict:
