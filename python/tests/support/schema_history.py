@@ -1,8 +1,9 @@
 """Databases as earlier releases of ragserver made them, and what a schema looks like in the catalog.
 
-- `build_release(conn, commit)` applies the migration files released at `commit` (copied from git
-  into tests/fixtures/schema_history/) the way that release's code did: each file, then its row
-  with its checksum in rag_schema_migrations.
+- `build_release(conn, commit)` applies the migration files released at `commit` (listed by
+  checksum in tests/fixtures/schema_history/releases.json: a file that still ships unchanged is
+  read from the package, every other one from the fixture's sql/ folder, copied from git) the way
+  that release's code did: each file, then its row with its checksum in rag_schema_migrations.
 - `write_old_data(conn)` writes a knowledge base through that release's own rag_* functions.
 - `schema_catalog(conn)` is everything an upgrade must get right, read from the catalog: the
   rag_* functions (pg_get_functiondef and privileges), composite types, tables, columns, indexes,
@@ -11,13 +12,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
+
+from ragserver.store.schema_files import SqlFile, shipped_migrations
 
 HISTORY = Path(__file__).resolve().parent.parent / "fixtures" / "schema_history"
 FIRST_RELEASE = "afedfbf"
@@ -59,21 +61,18 @@ CATALOG_QUERIES = {
 }
 
 
-@dataclass(frozen=True)
-class OldFile:
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def release_files(commit: str) -> list[OldFile]:
+def release_files(commit: str) -> list[SqlFile]:
     """The migration files released at `commit`, in the order that release applied them."""
-    files = sorted((HISTORY / commit).glob("*.sql"))
-    assert files, f"no migration files in {HISTORY / commit}"
-    return [OldFile(f.stem, f.read_text(encoding="utf-8")) for f in files]
+    released = json.loads((HISTORY / "releases.json").read_text(encoding="utf-8"))[commit]
+    shipped = {(m.name, m.checksum): m for m in shipped_migrations()}
+    files = []
+    for name, checksum in sorted(released.items()):
+        file = shipped.get((name, checksum)) or SqlFile(
+            name, (HISTORY / "sql" / f"{name}-{checksum[:12]}.sql").read_text(encoding="utf-8")
+        )
+        assert file.checksum == checksum, f"{name} of {commit} is not the file that release shipped"
+        files.append(file)
+    return files
 
 
 async def build_release(conn: AsyncConnection, commit: str) -> None:
