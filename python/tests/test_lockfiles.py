@@ -53,20 +53,17 @@ EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 DEV_REQUIREMENTS = [req for req in _requirements(EXTRAS["ml"], EXTRAS["dev"]) if req.name != "torch"]
 
 
-@pytest.mark.parametrize("requirement", SERVER_REQUIREMENTS, ids=str)
-def test_server_lock_pins_each_server_dependency_within_its_range(requirement: Requirement) -> None:
-    pins = _pins("server.lock")
+@pytest.mark.parametrize(
+    ("lock", "requirement"),
+    [("server.lock", r) for r in SERVER_REQUIREMENTS] + [("dev.lock", r) for r in DEV_REQUIREMENTS],
+    ids=str,
+)
+def test_each_lock_pins_its_dependencies_within_their_ranges(lock: str, requirement: Requirement) -> None:
+    """server.lock: the server's dependencies; dev.lock: the ml and dev extras (torch apart)."""
+    pins = _pins(lock)
     name = canonicalize_name(requirement.name)
-    assert name in pins, f"{requirement} is not in requirements/server.lock: run python/lock.sh"
-    assert requirement.specifier.contains(pins[name]), f"server.lock pins {name}=={pins[name]}, outside {requirement}"
-
-
-@pytest.mark.parametrize("requirement", DEV_REQUIREMENTS, ids=str)
-def test_dev_lock_pins_each_ml_and_dev_dependency_within_its_range(requirement: Requirement) -> None:
-    pins = _pins("dev.lock")
-    name = canonicalize_name(requirement.name)
-    assert name in pins, f"{requirement} is not in requirements/dev.lock: run python/lock.sh"
-    assert requirement.specifier.contains(pins[name]), f"dev.lock pins {name}=={pins[name]}, outside {requirement}"
+    assert name in pins, f"{requirement} is not in requirements/{lock}: run python/lock.sh"
+    assert requirement.specifier.contains(pins[name]), f"{lock} pins {name}=={pins[name]}, outside {requirement}"
 
 
 def test_dev_lock_has_the_server_lock_versions() -> None:
