@@ -33,7 +33,7 @@ class Settings:
     data_dir: Path = _setting(Path("./data"), "Where the embedded Postgres keeps its data (DATA_DIR/postgres).")
     host: str = _setting("0.0.0.0", "Address the HTTP server binds to.")
     port: int = _setting(8181, "HTTP + Socket.IO port.")
-    ragserver_api_key: str = _setting("", "When set, /api routes and Socket.IO need 'Authorization: Bearer <key>'.")
+    ragserver_api_key: str = _setting("", "When set, /api routes, /mcp and Socket.IO need 'Authorization: Bearer <key>'.")
     embedding_model: str = _setting(
         "sentence-transformers/all-MiniLM-L6-v2", "Embedding model: HF id (from the local cache) or a local folder."
     )
@@ -73,6 +73,17 @@ class Settings:
     crawl_max_pages: int = _setting(1000, "Default page budget of a crawl when the request gives none.")
     crawl_user_agent: str = _setting("ragserver-crawler/0.1", "User-Agent of the crawler (robots.txt rules match it).")
     browser_cdp_url: str = _setting("", "CDP endpoint of a Chromium for JavaScript sites (e.g. http://chromium:9222).")
+    mcp_read_only: bool = _setting(False, "MCP: offer only the tools that read (crawl, refresh and stop are hidden).")
+    mcp_allowed_hosts: str = _setting(
+        "localhost:*,127.0.0.1:*,[::1]:*,server:*,ragserver:*",
+        "MCP DNS-rebinding guard: Host headers /mcp accepts (comma-separated; host:* = any port).",
+    )
+    mcp_allowed_origins: str = _setting(
+        "", "MCP DNS-rebinding guard: Origin headers /mcp accepts; empty = http(s):// + each MCP_ALLOWED_HOSTS entry."
+    )
+    ragserver_url: str = _setting(
+        "http://127.0.0.1:8181", "The running server `ragserver mcp` (stdio) forwards to, with RAGSERVER_API_KEY."
+    )
     log_level: str = _setting("info", "Logging level.")
 
     @classmethod
