@@ -25,7 +25,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, JsonValue
 
 from ragserver.clock import Clock, LoopClock
 from ragserver.errors import NotFound, RagServerError
@@ -40,6 +42,22 @@ ACTIVE = {"starting", "running", "cancelling"}
 FINAL = {"completed", "failed", "cancelled"}
 KEEP_FINISHED = 200
 PUBLISH_INTERVAL_S = 0.25  # at most 4 pushes a second per operation (status changes go at once)
+
+
+class ProgressSnapshot(BaseModel):
+    """The typed form of `Operation.snapshot()`, what polling (HTTP, MCP) answers and Socket.IO pushes."""
+
+    progressId: str
+    type: str = Field(description="upload | ingest | crawl | reembed")
+    status: Literal["starting", "running", "cancelling", "completed", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=100)
+    step: str
+    message: str
+    counts: dict[str, int]
+    result: dict[str, JsonValue] = Field(description="What the operation produced (e.g. source_id), once it ended")
+    error: str | None
+    startedAt: float = Field(description="Unix time")
+    updatedAt: float = Field(description="Unix time")
 
 
 class OperationCancelled(RagServerError):

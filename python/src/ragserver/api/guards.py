@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ragserver.api.handlers import error_response
 from ragserver.errors import PayloadTooLarge, Unauthorized
 
-PROTECTED_PREFIX = "/api"
+PROTECTED_PREFIXES = ("/api",)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -37,17 +37,18 @@ def key_matches(expected: str, given: str | None) -> bool:
 
 
 class ApiKeyMiddleware:
-    """Refuses /api requests without the configured bearer key (401 JSON)."""
+    """Refuses requests under `prefixes` (/api, and what the app adds) without the configured bearer key (401 JSON)."""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, prefixes: tuple[str, ...] = PROTECTED_PREFIXES) -> None:
         self.app = app
         self.api_key = api_key
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.api_key
             and scope["type"] == "http"
-            and _under(scope["path"], PROTECTED_PREFIX)
+            and any(_under(scope["path"], prefix) for prefix in self.prefixes)
             and not key_matches(self.api_key, bearer_token(Headers(scope=scope).get("authorization")))
         ):
             await error_response(Unauthorized("missing or wrong API key (Authorization: Bearer <key>)"))(

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel
 
 from ragserver.api.deps import ProgressDep
 from ragserver.api.handlers import error_responses
+from ragserver.progress import ProgressSnapshot
 
 router = APIRouter(prefix="/api", tags=["progress"])
 
 ProgressId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-class ProgressResponse(BaseModel):
-    """One operation as Operation.snapshot() describes it (the same JSON Socket.IO pushes)."""
-
-    progressId: str
-    type: str = Field(description="upload | ingest | crawl | reembed")
-    status: Literal["starting", "running", "cancelling", "completed", "failed", "cancelled"]
-    progress: float = Field(ge=0, le=100)
-    step: str
-    message: str
-    counts: dict[str, int]
-    result: dict[str, JsonValue] = Field(description="What the operation produced (e.g. source_id), once it ended")
-    error: str | None
-    startedAt: float = Field(description="Unix time")
-    updatedAt: float = Field(description="Unix time")
-
-
 class ProgressListResponse(BaseModel):
-    operations: list[ProgressResponse]
+    operations: list[ProgressSnapshot]
     count: int
     timestamp: float
 
@@ -48,13 +33,13 @@ class StopResponse(BaseModel):
 @router.get("/progress/", response_model=ProgressListResponse)
 async def list_progress(tracker: ProgressDep) -> ProgressListResponse:
     """Operations still running."""
-    operations = [ProgressResponse.model_validate(snapshot) for snapshot in tracker.list(active_only=True)]
+    operations = [ProgressSnapshot.model_validate(snapshot) for snapshot in tracker.list(active_only=True)]
     return ProgressListResponse(operations=operations, count=len(operations), timestamp=time.time())
 
 
 @router.get(
     "/progress/{progress_id}",
-    response_model=ProgressResponse,
+    response_model=ProgressSnapshot,
     responses={304: {"description": "Unchanged since the ETag in If-None-Match"}, **error_responses(404)},
 )
 async def get_progress(
@@ -62,7 +47,7 @@ async def get_progress(
     tracker: ProgressDep,
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
-) -> ProgressResponse | Response:
+) -> ProgressSnapshot | Response:
     """The operation's current state; 404 for an unknown id."""
     op = tracker.get(progress_id)
     etag = op.etag()
@@ -70,7 +55,7 @@ async def get_progress(
     if if_none_match and etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
-    return ProgressResponse.model_validate(op.snapshot())
+    return ProgressSnapshot.model_validate(op.snapshot())
 
 
 @router.post("/knowledge-items/stop/{progress_id}", response_model=StopResponse, responses=error_responses(404))

@@ -75,6 +75,7 @@ class MatchedChunk(BaseModel):
 
     id: int
     heading_path: list[str]
+    content: str = Field(description="The chunk's text: the part of the page that matched")
     similarity: float | None = Similarity
     fused_score: float = FusedScore
     rerank_score: float | None = RerankScore
@@ -84,6 +85,7 @@ class MatchedChunk(BaseModel):
         return cls(
             id=hit.chunk_id,
             heading_path=hit.heading_path,
+            content=hit.content,
             similarity=hit.similarity,
             fused_score=hit.fused_score,
             rerank_score=hit.rerank_score,
