@@ -33,11 +33,15 @@ def unit(i: int, dim: int = 4) -> list[float]:
     return [1.0 if j == i % dim else 0.0 for j in range(dim)]
 
 
-async def load(store: Store) -> None:
-    """Both sources committed, one page per heading; chunk i of a source gets the unit vector i."""
+async def load(store: Store, labels: dict[str, dict[str, str]] | None = None) -> None:
+    """Both sources committed, one page per heading; chunk i of a source gets the unit vector i.
+    `labels`: source id -> its metadata (library / version)."""
     await store.ensure_embedding_space(MODEL, 4)
     for source_id, sections in DOCS.items():
-        run = await store.begin_run(SourceInfo(source_id, source_id, f"https://{source_id}.example"), "crawl")
+        metadata = (labels or {}).get(source_id, {})
+        run = await store.begin_run(
+            SourceInfo(source_id, source_id, f"https://{source_id}.example", metadata=metadata), "crawl"
+        )
         for i, (heading, text) in enumerate(sections):
             chunk = Chunk(0, text, [source_id.title(), heading], {"n": i}, unit(i))
             example = CodeExample(0, f"# {heading}\nprint({i})", "python", f"{heading}: {text}", [heading])
@@ -129,6 +133,24 @@ async def test_source_filter(store: Store) -> None:
     hits = await search(store, "configuring the server", unit(2), source_id="postgres")
     assert hits and {h.source_id for h in hits} == {"postgres"}
     assert await search(store, "server", unit(0), source_id="unknown") == []
+
+
+async def test_library_and_version_filters(store: Store) -> None:
+    await load(store, {"python": {"library": "CPython", "version": "3.13"}, "postgres": {"library": "PostgreSQL"}})
+
+    async def sources(**filters: str | None) -> tuple[set[str], set[str]]:
+        args = {"match_count": 10, "source_id": None, "rrf_k": 60, "candidates": 20} | filters
+        chunks = await store.hybrid_search("configuring the server", unit(2), MODEL, **args)
+        examples = await store.search_code_examples("configuring the server", unit(2), MODEL, **args)
+        return {h.source_id for h in chunks}, {e.source_id for e in examples}
+
+    assert await sources() == ({"python", "postgres"}, {"python", "postgres"})
+    assert await sources(library="postgresql") == ({"postgres"}, {"postgres"}), "case-insensitive"
+    assert await sources(library="cpython", version="3.13") == ({"python"}, {"python"})
+    assert await sources(version="3.13") == ({"python"}, {"python"})
+    assert await sources(library="postgresql", version="3.13") == (set(), set())
+    assert await sources(library="PostgreSQL", source_id="python") == (set(), set())
+    assert await sources(library=None, version=None) == ({"python", "postgres"}, {"python", "postgres"})
 
 
 async def test_staged_generation_is_invisible(store: Store) -> None:

@@ -6,7 +6,7 @@ Kept free of I/O so every room (ingest, crawl, search, store) can share them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 @dataclass
@@ -97,9 +97,28 @@ class CodeExampleHit:
 
 class SearchOptions(TypedDict):
     """What both searches take besides the query: how many results, from which source (None: all),
-    the RRF constant (RRF_K) and how many candidates each side contributes (SEARCH_CANDIDATES)."""
+    the RRF constant (RRF_K) and how many candidates each side contributes (SEARCH_CANDIDATES);
+    `library` and `version` (absent or None: any) keep the sources labelled so (case-insensitive)."""
 
     match_count: int
     source_id: str | None
     rrf_k: int
     candidates: int
+    library: NotRequired[str | None]
+    version: NotRequired[str | None]
+
+
+#: The longest library or version label a source may carry.
+MAX_LABEL_CHARS = 200
+
+
+def clean_label(value: str | None) -> str | None:
+    """A library or version label (or a filter by one) trimmed; None when blank."""
+    return (value or "").strip() or None
+
+
+def source_labels(library: str | None, version: str | None) -> dict[str, str]:
+    """The source metadata entries naming the library and version it documents (search and the
+    catalog filter by them); blank ones are left out."""
+    labels = {"library": clean_label(library), "version": clean_label(version)}
+    return {key: value for key, value in labels.items() if value is not None}

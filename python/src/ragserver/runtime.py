@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from ragserver.catalog.service import CatalogService
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
 from ragserver.errors import RagServerError, SchemaMismatch, Unavailable
@@ -47,6 +48,7 @@ class Services:
     ingest: IngestService
     search: SearchService
     crawl: CrawlService
+    catalog: CatalogService
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def build_services(store: Store, ml: MLService, settings: Settings, tracker: Pro
         ingest=ingest,
         search=SearchService(store, ml, settings),
         crawl=CrawlService(store, ingest, settings, tracker),
+        catalog=CatalogService(store),
     )
 
 

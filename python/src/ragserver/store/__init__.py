@@ -12,6 +12,6 @@ ragserver.store.migrate.
 
 from ragserver.store.factory import open_store
 from ragserver.store.migrate import MigrationReport
-from ragserver.store.store import SourcePage, Store, StoreHealth
+from ragserver.store.store import PageRows, SourcePage, Store, StoreHealth
 
-__all__ = ["MigrationReport", "SourcePage", "Store", "StoreHealth", "open_store"]
+__all__ = ["MigrationReport", "PageRows", "SourcePage", "Store", "StoreHealth", "open_store"]

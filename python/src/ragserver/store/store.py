@@ -21,6 +21,8 @@ from ragserver.store.transport import Transport, VectorArg, VectorsArg
 # without a write.
 STALE_RUN_S = 600
 MAX_PER_PAGE = 500
+#: The largest offset or count an `integer` argument of the SQL functions takes.
+MAX_SQL_INT = 2**31 - 1
 
 
 class EmbeddingSpace(TypedDict):
@@ -47,6 +49,13 @@ class StoreHealth(TypedDict, total=False):
 
 class SourcePage(TypedDict):
     """One page of list_sources: the sources as rag_source_json shapes them, and how many exist."""
+
+    items: list[dict[str, Any]]
+    total: int
+
+
+class PageRows(TypedDict):
+    """One window of list_pages: the pages as rag_list_pages shapes them, and how many match."""
 
     items: list[dict[str, Any]]
     total: int
@@ -205,15 +214,26 @@ class Store:
             p_source_id=options["source_id"],
             p_rrf_k=options["rrf_k"],
             p_candidates=options["candidates"],
+            p_library=options.get("library"),
+            p_version=options.get("version"),
         )
 
     # -- catalog --------------------------------------------------------------------------
 
-    async def list_sources(self, *, page: int = 1, per_page: int = 50) -> SourcePage:
-        """One page of sources (newest first) with their counts and last run, plus the total."""
+    async def list_sources(
+        self, *, page: int = 1, per_page: int = 50, library: str | None = None, version: str | None = None
+    ) -> SourcePage:
+        """One page of sources (newest first) with their counts and last run, plus the total;
+        `library` / `version` (None: any) keep those labelled so, case-insensitively."""
         if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
             raise InputError(f"page must be >= 1 and per_page 1..{MAX_PER_PAGE}")
-        rows = await self._call("rag_list_sources", p_limit=per_page, p_offset=(page - 1) * per_page)
+        rows = await self._call(
+            "rag_list_sources",
+            p_limit=per_page,
+            p_offset=(page - 1) * per_page,
+            p_library=library,
+            p_version=version,
+        )
         return {"items": rows[0]["items"], "total": int(rows[0]["total"])}
 
     async def get_source(self, source_id: str) -> dict[str, Any]:
@@ -233,6 +253,29 @@ class Store:
         if not page_ids:
             return []
         return await self._call("rag_get_pages", p_page_ids=[int(i) for i in page_ids])
+
+    async def list_pages(self, source_id: str, *, section: str | None, limit: int, offset: int) -> PageRows:
+        """A window of the source's active pages in URL order with their sizes, and how many pages
+        the section has (section: see rag_page_in_section); NotFound for an unknown source."""
+        if not 0 <= offset <= MAX_SQL_INT or not 1 <= limit <= MAX_PER_PAGE:
+            raise InputError(f"offset must be 0..{MAX_SQL_INT} and limit 1..{MAX_PER_PAGE}")
+        rows = await self._call(
+            "rag_list_pages", p_source_id=source_id, p_section=section, p_limit=limit, p_offset=offset
+        )
+        if not rows:
+            raise NotFound(f"source {source_id!r} not found")
+        return {"items": rows[0]["items"], "total": int(rows[0]["total"])}
+
+    async def read_page(
+        self, *, page_id: int | None = None, url: str | None = None, offset: int = 0, max_chars: int
+    ) -> dict[str, Any]:
+        """An active page by id or URL (see rag_read_page) with `content`: max_chars characters of its
+        markdown from offset, and char_count / word_count of the whole page; NotFound when none matches."""
+        rows = await self._call("rag_read_page", p_page_id=page_id, p_url=url, p_offset=offset, p_max_chars=max_chars)
+        if not rows:
+            wanted = f"page {page_id}" if page_id is not None else f"page with url {url!r}"
+            raise NotFound(f"{wanted} not found (or not in the active generation of its source)")
+        return rows[0]
 
     # -- vectors per model ----------------------------------------------------------------
 

@@ -97,7 +97,8 @@ CREATE TYPE rag_search_plan AS (
 
 CREATE OR REPLACE FUNCTION rag_plan_search(
     p_table text, p_query text, p_embedding vector, p_model text,
-    p_match_count integer, p_source_id text, p_rrf_k integer, p_candidates integer)
+    p_match_count integer, p_source_id text, p_rrf_k integer, p_candidates integer,
+    p_library text, p_version text)
 RETURNS rag_search_plan
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -118,7 +119,8 @@ BEGIN
         RAISE EXCEPTION 'rrf_k must be >= 0, got %', p_rrf_k USING ERRCODE = '22023';
     END IF;
     v.runs := ARRAY(SELECT s.active_run_id FROM rag_sources s
-                    WHERE s.active_run_id IS NOT NULL AND (p_source_id IS NULL OR s.source_id = p_source_id));
+                    WHERE s.active_run_id IS NOT NULL AND (p_source_id IS NULL OR s.source_id = p_source_id)
+                          AND rag_source_labelled(s.metadata, p_library, p_version));
     IF p_embedding IS NOT NULL AND p_model IS NOT NULL THEN
         SELECT sp.dimension INTO v_dimension FROM rag_embedding_spaces sp WHERE sp.model = p_model;
         v.query_vector := p_embedding;
@@ -156,9 +158,10 @@ BEGIN
 END $$;
 
 -- p_embedding NULL (no embedder): full text only. rrf_k and candidates: RRF_K and SEARCH_CANDIDATES.
+-- p_source_id, p_library and p_version (NULL: any) narrow the sources searched.
 CREATE OR REPLACE FUNCTION rag_hybrid_search(
     p_query text, p_embedding vector, p_model text, p_match_count integer, p_source_id text,
-    p_rrf_k integer, p_candidates integer)
+    p_rrf_k integer, p_candidates integer, p_library text, p_version text)
 RETURNS TABLE (chunk_id bigint, source_id text, page_id bigint, url text, title text, content text,
                heading_path text[], metadata jsonb, fused_score double precision, similarity double precision,
                vector_rank integer, text_rank integer)
@@ -167,7 +170,7 @@ DECLARE
     v rag_search_plan;
 BEGIN
     v := rag_plan_search('rag_chunks', p_query, p_embedding, p_model, p_match_count,
-                           p_source_id, p_rrf_k, p_candidates);
+                           p_source_id, p_rrf_k, p_candidates, p_library, p_version);
     RETURN QUERY EXECUTE format($q$
         SELECT f.id, c.source_id, c.page_id, p.url, p.title, c.content, c.heading_path, c.metadata,
                f.fused_score, f.similarity, f.vector_rank::integer, f.text_rank::integer
@@ -184,7 +187,7 @@ END $$;
 -- similarity.
 CREATE OR REPLACE FUNCTION rag_search_code_examples(
     p_query text, p_embedding vector, p_model text, p_match_count integer, p_source_id text,
-    p_rrf_k integer, p_candidates integer)
+    p_rrf_k integer, p_candidates integer, p_library text, p_version text)
 RETURNS TABLE (code_example_id bigint, source_id text, page_id bigint, url text, title text, code text,
                language text, context text, heading_path text[], fused_score double precision,
                similarity double precision, vector_rank integer, text_rank integer)
@@ -194,7 +197,7 @@ DECLARE
     v_vector_sql text;
 BEGIN
     v := rag_plan_search('rag_code_examples', p_query, p_embedding, p_model, p_match_count,
-                           p_source_id, p_rrf_k, p_candidates);
+                           p_source_id, p_rrf_k, p_candidates, p_library, p_version);
     v_vector_sql := format($v$
         SELECT e.code_example_id AS id,
                row_number() OVER (ORDER BY vp.best, e.example_index, e.code_example_id) AS rank, vp.similarity

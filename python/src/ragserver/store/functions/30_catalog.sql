@@ -10,6 +10,8 @@ LANGUAGE sql STABLE AS $$
         'knowledge_type', p_source.knowledge_type,
         'tags', to_jsonb(p_source.tags),
         'metadata', p_source.metadata,
+        'library', p_source.metadata ->> 'library',
+        'version', p_source.metadata ->> 'version',
         'page_count', coalesce(active.page_count, 0),
         'chunk_count', coalesce(active.chunk_count, 0),
         'code_example_count', coalesce(active.code_example_count, 0),
@@ -27,14 +29,23 @@ LANGUAGE sql STABLE AS $$
                        ORDER BY r.run_id DESC LIMIT 1) last ON true
 $$;
 
-CREATE OR REPLACE FUNCTION rag_list_sources(p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
+-- Whether a source's metadata carries the library and version asked for (case-insensitive; a
+-- NULL filter matches every source). Search and the source listing filter by it alike.
+CREATE OR REPLACE FUNCTION rag_source_labelled(p_metadata jsonb, p_library text, p_version text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (p_library IS NULL OR lower(p_metadata ->> 'library') = lower(p_library))
+       AND (p_version IS NULL OR lower(p_metadata ->> 'version') = lower(p_version));
+
+CREATE OR REPLACE FUNCTION rag_list_sources(
+    p_limit integer DEFAULT 50, p_offset integer DEFAULT 0, p_library text DEFAULT NULL, p_version text DEFAULT NULL)
 RETURNS TABLE (items jsonb, total bigint)
 LANGUAGE sql STABLE AS $$
+    WITH labelled AS (SELECT * FROM rag_sources s WHERE rag_source_labelled(s.metadata, p_library, p_version))
     SELECT coalesce((SELECT jsonb_agg(rag_source_json(s) ORDER BY s.created_at DESC, s.source_id)
-                     FROM (SELECT * FROM rag_sources
+                     FROM (SELECT * FROM labelled
                            ORDER BY created_at DESC, source_id
                            LIMIT greatest(p_limit, 0) OFFSET greatest(p_offset, 0)) s), '[]'::jsonb),
-           (SELECT count(*) FROM rag_sources)
+           (SELECT count(*) FROM labelled)
 $$;
 
 -- Empty when the source does not exist (the Store raises NotFound).
@@ -67,6 +78,99 @@ LANGUAGE sql STABLE AS $$
     JOIN rag_pages p ON p.page_id = wanted.id::bigint
     JOIN rag_sources s ON s.source_id = p.source_id AND s.active_run_id = p.run_id
     ORDER BY wanted.ord
+$$;
+
+-- The first heading of a page (the outermost heading of its first chunk that has one), NULL when
+-- it has none: what a listing shows as the page's section.
+CREATE OR REPLACE FUNCTION rag_page_heading(p_page_id bigint) RETURNS text
+LANGUAGE sql STABLE
+RETURN (SELECT c.heading_path[1] FROM rag_chunks c
+        WHERE c.page_id = p_page_id AND cardinality(c.heading_path) > 0
+        ORDER BY c.chunk_index LIMIT 1);
+
+-- Words of a text as Python's str.split() counts them: runs of non-blank characters.
+CREATE OR REPLACE FUNCTION rag_word_count(p_text text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN regexp_count(p_text, '\S+');
+
+-- A LIKE pattern that matches p_text literally.
+CREATE OR REPLACE FUNCTION rag_like_literal(p_text text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN replace(replace(replace(p_text, '\', '\\'), '%', '\%'), '_', '\_');
+
+-- Whether a page belongs to a section (NULL: every page): a section starting with http:// or
+-- https:// is a URL prefix, one starting with / a prefix of the URL's path, anything else a
+-- case-insensitive part of the page's title or first heading (the sections of an
+-- llms-full.txt are pages titled by their heading).
+CREATE OR REPLACE FUNCTION rag_page_in_section(p_page_id bigint, p_url text, p_title text, p_section text)
+RETURNS boolean
+LANGUAGE sql STABLE
+RETURN CASE
+    WHEN p_section IS NULL THEN true
+    WHEN p_section ~* '^https?://' THEN p_url ILIKE rag_like_literal(p_section) || '%'
+    WHEN p_section LIKE '/%' THEN
+        regexp_replace(p_url, '^[a-z][a-z0-9+.-]*://[^/?#]*', '', 'i') ILIKE rag_like_literal(p_section) || '%'
+    ELSE p_title ILIKE '%' || rag_like_literal(p_section) || '%'
+         OR rag_page_heading(p_page_id) ILIKE '%' || rag_like_literal(p_section) || '%'
+END;
+
+-- One window of the active pages of a source in URL order, with the number of pages of the
+-- section; empty when the source does not exist (the Store raises NotFound). Counts are taken
+-- from the pages of the window only, so a listing never reads a whole source's markdown.
+CREATE OR REPLACE FUNCTION rag_list_pages(p_source_id text, p_section text, p_limit integer, p_offset integer)
+RETURNS TABLE (items jsonb, total bigint)
+LANGUAGE sql STABLE AS $$
+    WITH matching AS (
+        SELECT p.page_id, p.url, p.title
+        FROM rag_sources s JOIN rag_pages p ON p.run_id = s.active_run_id
+        WHERE s.source_id = p_source_id AND rag_page_in_section(p.page_id, p.url, p.title, p_section)
+    ), shown AS (
+        SELECT m.page_id, m.url, m.title FROM matching m
+        ORDER BY m.url, m.page_id
+        LIMIT greatest(p_limit, 0) OFFSET greatest(p_offset, 0)
+    )
+    SELECT coalesce((SELECT jsonb_agg(jsonb_build_object(
+                         'page_id', w.page_id,
+                         'url', w.url,
+                         'title', w.title,
+                         'section_title', coalesce(rag_page_heading(w.page_id), w.title),
+                         'word_count', rag_word_count(p.markdown),
+                         'char_count', length(p.markdown),
+                         'chunk_count', (SELECT count(*) FROM rag_chunks c WHERE c.page_id = w.page_id))
+                         ORDER BY w.url, w.page_id)
+                     FROM shown w JOIN rag_pages p ON p.page_id = w.page_id), '[]'::jsonb),
+           (SELECT count(*) FROM matching)
+    FROM rag_sources s WHERE s.source_id = p_source_id
+$$;
+
+-- A URL without its #fragment and trailing slashes, and its fragment (NULL without one): how a
+-- page asked for by URL is found when no stored URL is exactly the one asked for.
+CREATE OR REPLACE FUNCTION rag_url_key(p_url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN rtrim(split_part(p_url, '#', 1), '/');
+
+CREATE OR REPLACE FUNCTION rag_url_fragment(p_url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN strpos(p_url, '#') > 0 THEN substr(p_url, strpos(p_url, '#') + 1) END;
+
+-- One active page, by id or else by URL, with p_max_chars characters of its markdown from
+-- p_offset (0-based) and the size of the whole page; empty when no active page matches. By URL:
+-- the exact URL first, then one that differs by trailing slashes or by a fragment only one of
+-- the two has (an anchor into a page finds the page; the numbered sections of an llms-full.txt,
+-- stored as distinct fragments, never stand in for each other), the page without a fragment first.
+CREATE OR REPLACE FUNCTION rag_read_page(p_page_id bigint, p_url text, p_offset integer, p_max_chars integer)
+RETURNS TABLE (page_id bigint, source_id text, url text, title text, metadata jsonb, content text,
+               char_count integer, word_count integer)
+LANGUAGE sql STABLE AS $$
+    SELECT p.page_id, p.source_id, p.url, p.title, p.metadata,
+           substr(p.markdown, greatest(p_offset, 0) + 1, greatest(p_max_chars, 0)),
+           length(p.markdown), rag_word_count(p.markdown)
+    FROM rag_pages p JOIN rag_sources s ON s.source_id = p.source_id AND s.active_run_id = p.run_id
+    WHERE CASE WHEN p_page_id IS NOT NULL THEN p.page_id = p_page_id
+               ELSE rag_url_key(p.url) = rag_url_key(p_url)
+                    AND coalesce(rag_url_fragment(p.url) = rag_url_fragment(p_url), true) END
+    ORDER BY p.url = p_url DESC, rag_url_fragment(p.url) IS NULL DESC, p.page_id
+    LIMIT 1
 $$;
 
 -- Chunks (of any generation) that have no vector of this model yet, for the re-embed job.
