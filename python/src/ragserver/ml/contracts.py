@@ -38,7 +38,8 @@ class Reranker(Protocol):
     kind: str  # how it scores, shown in /health: "causal-lm-yes-no" | "cross-encoder"
 
     def count_tokens(self, pairs: list[tuple[str, str]]) -> list[int]:
-        """Tokens each pair costs the model (the worker sizes its batches with it)."""
+        """Tokens each pair costs the model (the worker sizes its batches with it, searches their rerank
+        budget); thread-safe."""
         ...
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:

@@ -22,7 +22,9 @@ Blocking; ml.worker runs `score` in its inference thread.
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 from pathlib import Path
 
 from ragserver.errors import Unavailable
@@ -65,6 +67,9 @@ class CausalLMReranker:
         self.instruction = instruction
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._tokenizer = tokenizer
+        # A fast tokenizer must not run in two threads at once (searches count their candidates'
+        # tokens while the worker thread scores), so every use of it takes this lock.
+        self._tokenizer_lock = threading.Lock()
         self._model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=placement.torch_dtype(), local_files_only=True, attn_implementation=packed.register()
         ).to(placement.device)  # type: ignore[arg-type]  # @wraps(Module.to) hides the bound method from mypy
@@ -87,10 +92,11 @@ class CausalLMReranker:
         """
         tokenizer = self._tokenizer
         heads: dict[str, list[int]] = {}
-        for query in dict.fromkeys(q for q, _ in pairs):
-            head_text = format_body(query, "", self.instruction).removesuffix(" ")
-            heads[query] = self._prefix + tokenizer.encode(head_text, add_special_tokens=False)
-        documents = tokenizer([" " + d for _, d in pairs], add_special_tokens=False)["input_ids"]
+        with self._tokenizer_lock:
+            for query in dict.fromkeys(q for q, _ in pairs):
+                head_text = format_body(query, "", self.instruction).removesuffix(" ")
+                heads[query] = self._prefix + tokenizer.encode(head_text, add_special_tokens=False)
+            documents = tokenizer([" " + d for _, d in pairs], add_special_tokens=False)["input_ids"]
         tails = []
         for (query, _), ids in zip(pairs, documents, strict=True):
             room = max(0, self._body_max - (len(heads[query]) - len(self._prefix)))
@@ -98,7 +104,7 @@ class CausalLMReranker:
         return heads, tails
 
     def count_tokens(self, pairs: list[tuple[str, str]]) -> list[int]:
-        """Prompt length of each pair after truncation (what the pair costs scored alone)."""
+        """Prompt length of each pair after truncation (what the pair costs scored alone); thread-safe."""
         heads, tails = self._parts(pairs)
         return [len(heads[q]) + len(tail) for (q, _), tail in zip(pairs, tails, strict=True)]
 
@@ -173,12 +179,17 @@ class SequenceClassificationReranker:
         self._model.eval()
         if self._model.num_labels != 1:
             raise ValueError(f"{model_name}: expected one relevance label, got {self._model.num_labels}")
+        # predict() holds the model's tokenizer in the worker thread for a whole forward pass;
+        # counting (searches size their budgeted batches with it) uses its own copy behind a lock.
+        self._count_tokenizer = copy.deepcopy(self._model.tokenizer)
+        self._count_lock = threading.Lock()
 
     def count_tokens(self, pairs: list[tuple[str, str]]) -> list[int]:
-        """Joint (query, document) token count, capped at the model's max length."""
+        """Joint (query, document) token count, capped at the model's max length; thread-safe."""
         limit = self._model.max_seq_length or 512
         queries, documents = [q for q, _ in pairs], [d for _, d in pairs]
-        encoded = self._model.tokenizer(queries, documents, truncation=True, max_length=limit)
+        with self._count_lock:
+            encoded = self._count_tokenizer(queries, documents, truncation=True, max_length=limit)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:

@@ -270,11 +270,24 @@ class MLService:
         return self._placement.batch_tokens(configured) if self._placement else configured
 
     @property
+    def device(self) -> str | None:
+        """Where the models run (cpu | cuda) once placed; None before (or without an ML env)."""
+        return self._placement.device if self._placement else None
+
+    @property
     def batches_run(self) -> dict[str, int]:
         """Forward passes each worker has run (observability; tests check batching with it)."""
         return {
             "embedder": self._embed_worker.batches_run if self._embed_worker else 0,
             "reranker": self._rerank_worker.batches_run if self._rerank_worker else 0,
+        }
+
+    @property
+    def tokens_run(self) -> dict[str, int]:
+        """Tokens of the forward passes each worker has run (observability; budget tests time by it)."""
+        return {
+            "embedder": self._embed_worker.tokens_run if self._embed_worker else 0,
+            "reranker": self._rerank_worker.tokens_run if self._rerank_worker else 0,
         }
 
     def status(self) -> MLStatus:
@@ -313,6 +326,13 @@ class MLService:
         if self._rerank_worker is None:
             raise Unavailable(f"reranker not ready: {self._rerank_state.reason}", details=self._fix())
         return await self._rerank_worker.submit([(query, doc) for doc in documents])
+
+    async def rerank_tokens(self, query: str, documents: list[str]) -> list[int]:
+        """Tokens each (query, document) pair costs the reranker, as its worker counts them (searches
+        plan their rerank time budget with it); counted in a thread, off the loop."""
+        if self._reranker is None or self._rerank_worker is None:
+            raise Unavailable(f"reranker not ready: {self._rerank_state.reason}", details=self._fix())
+        return await asyncio.to_thread(self._reranker.count_tokens, [(query, doc) for doc in documents])
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Embedding-tokenizer counts (sync, thread-safe); an estimate when no embedder is loaded."""

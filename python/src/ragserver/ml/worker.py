@@ -113,6 +113,7 @@ class BatchWorker(Generic[Item, Result]):
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[_Request[Item, Result]] = []
         self.batches_run = 0  # forward passes so far (observability and tests)
+        self.tokens_run = 0  # measured tokens of those passes (tests charge simulated time by the work done)
 
     def start(self) -> None:
         """Start the worker task on the running loop."""
@@ -210,6 +211,7 @@ class BatchWorker(Generic[Item, Result]):
             except Exception as exc:
                 outcome = _as_ml_error(self.name, exc)
             self.batches_run += 1
+            self.tokens_run += sum(lengths[i] for i in batch)
             try:
                 loop.call_soon_threadsafe(_deliver, batch_refs, outcome)
             except RuntimeError:  # the loop closed under us (shutdown): nobody is waiting any more
