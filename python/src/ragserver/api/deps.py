@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ragserver.catalog.service import CatalogService
 from ragserver.crawl.service import CrawlService
 from ragserver.ingest.service import IngestService
 from ragserver.ml.service import MLService
@@ -43,6 +44,10 @@ def get_crawl(runtime: RuntimeDep) -> CrawlService:
     return runtime.services.crawl
 
 
+def get_catalog(runtime: RuntimeDep) -> CatalogService:
+    return runtime.services.catalog
+
+
 def get_progress(runtime: RuntimeDep) -> ProgressTracker:
     return runtime.tracker
 
@@ -55,5 +60,6 @@ StoreDep = Annotated[Store, Depends(get_store)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 CrawlDep = Annotated[CrawlService, Depends(get_crawl)]
+CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
 ProgressDep = Annotated[ProgressTracker, Depends(get_progress)]
 MLDep = Annotated[MLService, Depends(get_ml)]

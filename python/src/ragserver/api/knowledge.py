@@ -8,14 +8,15 @@ returned progressId.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel
 
-from ragserver.api.deps import IngestDep, StoreDep
+from ragserver.api.deps import CatalogDep, IngestDep, StoreDep
 from ragserver.api.handlers import error_responses
+from ragserver.catalog.results import SourceSummary
+from ragserver.domain import MAX_LABEL_CHARS
 from ragserver.errors import InputError
 
 router = APIRouter(prefix="/api", tags=["knowledge"])
@@ -30,31 +31,6 @@ class UploadResponse(BaseModel):
     progressId: str
     message: str
     filename: str
-
-
-class SourceSummary(BaseModel):
-    """A source with the counts of its active generation and the state of its last run."""
-
-    # the store hands rows over as mappings or objects; either is read by attribute
-    model_config = ConfigDict(from_attributes=True)
-
-    source_id: str
-    title: str
-    origin: str = Field(description="The crawled URL or the uploaded file's name")
-    knowledge_type: str
-    tags: list[str]
-    metadata: dict[str, JsonValue]
-    page_count: int
-    chunk_count: int
-    code_example_count: int
-    active_run_id: int | None = Field(description="The generation searches read")
-    last_run_id: int | None
-    last_run_kind: str | None
-    last_run_status: str | None
-    last_run_error: str | None
-    last_run_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class SourcesResponse(BaseModel):
@@ -82,39 +58,45 @@ async def upload_document(
     file: Annotated[UploadFile, File(description="md, txt, html, pdf or jsonl")],
     tags: Annotated[str | None, Form(description="JSON list or comma-separated", max_length=10_000)] = None,
     knowledge_type: Annotated[str, Form(min_length=1, max_length=50)] = "technical",
+    library: Annotated[str | None, Form(max_length=MAX_LABEL_CHARS, description="Library it documents")] = None,
+    version: Annotated[str | None, Form(max_length=MAX_LABEL_CHARS, description="The version it documents")] = None,
 ) -> UploadResponse:
     """Start ingesting one file; progress under the returned progressId (poll or Socket.IO)."""
     filename = (file.filename or "").strip()
     if not filename:
         raise InputError("the uploaded file needs a filename")
-    op = await ingest.start_upload(filename, file, parse_tags(tags), knowledge_type, content_type=file.content_type)
+    op = await ingest.start_upload(
+        filename,
+        file,
+        parse_tags(tags),
+        knowledge_type,
+        content_type=file.content_type,
+        library=library,
+        version=version,
+    )
     return UploadResponse(success=True, progressId=op.id, message="Document upload started", filename=filename)
 
 
-@router.get("/rag/sources", response_model=SourcesResponse)
-async def list_sources(store: StoreDep) -> SourcesResponse:
-    """Every source with its counts (Archon's /api/rag/sources)."""
-    sources: list[SourceSummary] = []
-    page = 1
-    while True:
-        listing = await store.list_sources(page=page, per_page=200)
-        sources.extend(SourceSummary.model_validate(item) for item in listing["items"])
-        if not listing["items"] or len(sources) >= listing["total"]:
-            break
-        page += 1
+@router.get("/rag/sources", response_model=SourcesResponse, responses=error_responses(400))
+async def list_sources(
+    catalog: CatalogDep,
+    library: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description="Only this library")] = None,
+    version: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description="Only this version")] = None,
+) -> SourcesResponse:
+    """Every source with its counts (Archon's /api/rag/sources), optionally of one library / version."""
+    sources = await catalog.sources(library=library, version=version)
     return SourcesResponse(success=True, sources=sources, count=len(sources))
 
 
 @router.get("/knowledge-items", response_model=KnowledgeItemsResponse)
 async def knowledge_items(
-    store: StoreDep,
+    catalog: CatalogDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> KnowledgeItemsResponse:
     """One page of sources with page, chunk and code example counts."""
-    listing = await store.list_sources(page=page, per_page=per_page)
-    items = [SourceSummary.model_validate(item) for item in listing["items"]]
-    return KnowledgeItemsResponse(items=items, total=listing["total"], page=page, per_page=per_page)
+    items, total = await catalog.source_page(page=page, per_page=per_page)
+    return KnowledgeItemsResponse(items=items, total=total, page=page, per_page=per_page)
 
 
 @router.delete("/sources/{source_id}", response_model=DeleteResponse, responses=error_responses(404))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from ragserver.domain import MAX_LABEL_CHARS
 from ragserver.errors import InputError
 
 MAX_DEPTH_LIMIT = 10
@@ -20,6 +21,7 @@ MAX_URL_CHARS = 2048
 
 Pattern = Annotated[str, Field(min_length=1, max_length=500)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
+Label = Annotated[str | None, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
 
 
 class CrawlRequest(BaseModel):
@@ -30,6 +32,8 @@ class CrawlRequest(BaseModel):
     )
     knowledge_type: str = Field("technical", min_length=1, max_length=50)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    library: Label = Field(None, description="The library the site documents (searches and listings filter by it)")
+    version: Label = Field(None, description="The version of that library the site documents")
     max_depth: int = Field(2, ge=0, le=MAX_DEPTH_LIMIT, description="Link depth from the start page (0 = it alone)")
     max_pages: int | None = Field(None, ge=1, le=MAX_PAGES_LIMIT, description="Page budget; default CRAWL_MAX_PAGES")
     include_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
@@ -56,4 +60,4 @@ class CrawlRequest(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """What the source's metadata keeps to repeat this crawl (its labels are kept on the source)."""
-        return self.model_dump(exclude={"knowledge_type", "tags"})
+        return self.model_dump(exclude={"knowledge_type", "tags", "library", "version"})

@@ -24,7 +24,7 @@ from ragserver.crawl.markdown import Converter
 from ragserver.crawl.ports import CrawlStore, DocumentSink
 from ragserver.crawl.request import MAX_PAGES_LIMIT, CrawlRequest
 from ragserver.crawl.urls import canonicalize
-from ragserver.domain import SourceInfo
+from ragserver.domain import SourceInfo, source_labels
 from ragserver.errors import Busy, InputError
 from ragserver.progress import ACTIVE, Operation, ProgressTracker, Result
 
@@ -69,7 +69,12 @@ class CrawlService:
         options = (source.get("metadata") or {}).get("crawl")
         if not options:
             raise InputError(f"source {source_id!r} was not crawled from a URL, so it cannot be refreshed")
-        labels = {"knowledge_type": source.get("knowledge_type") or "technical", "tags": source.get("tags") or []}
+        labels = {
+            "knowledge_type": source.get("knowledge_type") or "technical",
+            "tags": source.get("tags") or [],
+            "library": source.get("library"),
+            "version": source.get("version"),
+        }
         request = CrawlRequest.checked(**{"url": source["origin"], **options, **labels})
         return await self.start_crawl(request)
 
@@ -148,7 +153,11 @@ def _source_info(request: CrawlRequest) -> SourceInfo:
         origin=request.url,
         knowledge_type=request.knowledge_type,
         tags=list(request.tags),
-        metadata={"crawl": request.options(), "extract_code_examples": request.extract_code_examples},
+        metadata={
+            "crawl": request.options(),
+            "extract_code_examples": request.extract_code_examples,
+            **source_labels(request.library, request.version),
+        },
     )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ragserver.config import Settings
-from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
+from ragserver.domain import Chunk, CodeExample, Document, SourceInfo, source_labels
 from ragserver.errors import Busy, InputError, MLError, RagServerError, Unavailable
 from ragserver.ingest.chunk import chunk_document
 from ragserver.ingest.files import (
@@ -262,12 +262,15 @@ class IngestService:
         knowledge_type: str = "technical",
         *,
         content_type: str | None = None,
+        library: str | None = None,
+        version: str | None = None,
     ) -> Operation:
         """Validate an uploaded file, then ingest it in the background; returns its operation.
 
         Name, type and size are checked here, so a bad upload is a 4xx answer, not a failed job:
         the format is detected once and handed to the parser, and the file is read only up to
-        MAX_UPLOAD_MB. Re-uploading a file of the same name replaces that source.
+        MAX_UPLOAD_MB. Re-uploading a file of the same name replaces that source. `library` and
+        `version` label the source (searches and listings filter by them).
         """
         name = safe_filename(filename)
         kind = detect_format(name, content_type)
@@ -280,7 +283,7 @@ class IngestService:
             origin=f"upload:{name}",
             knowledge_type=knowledge_type,
             tags=list(tags or []),
-            metadata={"filename": name, "bytes": len(data)},
+            metadata={"filename": name, "bytes": len(data), **source_labels(library, version)},
         )
         op = self.progress.start("upload", message=f"ingesting {name}")
 

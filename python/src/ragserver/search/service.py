@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 from ragserver.config import Settings
-from ragserver.domain import SearchHit, SearchOptions
+from ragserver.domain import SearchHit, SearchOptions, clean_label
 from ragserver.errors import Busy, InputError, MLError, Unavailable
 from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
@@ -55,10 +55,13 @@ class SearchService:
         match_count: int = 5,
         return_mode: ReturnMode = "chunks",
         rerank: bool | None = None,
+        library: str | None = None,
+        version: str | None = None,
     ) -> QueryResponse:
         """Hybrid search (or full text without an embedder), reranked when possible.
 
-        `rerank` overrides USE_RERANKING for this query (benchmarks compare both).
+        `rerank` overrides USE_RERANKING for this query (benchmarks compare both). `library` and
+        `version` search only the sources labelled so (case-insensitive; None: any).
         """
         query = _clean_query(query)
         if match_count < 1:
@@ -66,7 +69,8 @@ class SearchService:
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
-        hits = await self.store.hybrid_search(query, embedding, model, **self._options(wanted, source_id))
+        options = self._options(wanted, source_id, library, version)
+        hits = await self.store.hybrid_search(query, embedding, model, **options)
         skipped: RerankSkipped | None = None if use_rerank else "disabled"
         if use_rerank and hits:
             hits, skipped = await self._rerank(query, hits)
@@ -94,12 +98,19 @@ class SearchService:
         )
 
     async def code_examples(
-        self, query: str, *, source_id: str | None = None, match_count: int = 5
+        self,
+        query: str,
+        *,
+        source_id: str | None = None,
+        match_count: int = 5,
+        library: str | None = None,
+        version: str | None = None,
     ) -> CodeExamplesResponse:
-        """Code examples whose code or surrounding text match the query."""
+        """Code examples whose code or surrounding text match the query (library / version: as query())."""
         query = _clean_query(query)
         embedding, model = await self._embed_query(query)
-        hits = await self.store.search_code_examples(query, embedding, model, **self._options(match_count, source_id))
+        options = self._options(match_count, source_id, library, version)
+        hits = await self.store.search_code_examples(query, embedding, model, **options)
         results = [CodeExampleResult.from_hit(hit) for hit in hits]
         return CodeExamplesResponse(
             query=query,
@@ -110,13 +121,17 @@ class SearchService:
             total_found=len(results),
         )
 
-    def _options(self, match_count: int, source_id: str | None) -> SearchOptions:
+    def _options(
+        self, match_count: int, source_id: str | None, library: str | None, version: str | None
+    ) -> SearchOptions:
         """RRF_K, and SEARCH_CANDIDATES from each side (never fewer than the results asked for)."""
         return SearchOptions(
             match_count=match_count,
             source_id=source_id,
             rrf_k=self.settings.rrf_k,
             candidates=max(self.settings.search_candidates, match_count),
+            library=clean_label(library),
+            version=clean_label(version),
         )
 
     async def _embed_query(self, query: str) -> tuple[list[float] | None, str | None]:
