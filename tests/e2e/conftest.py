@@ -5,7 +5,9 @@ installed by ./bootstrap-ml-env.sh (torch from the wheelhouse RAGSERVER_E2E_WHEE
 /opt/wheels, else the PyTorch index), and the models are local test models (the tiny Qwen3
 reranker and all-MiniLM-L6-v2 from python/tests/support/models.py) laid out in an HF cache under
 the real ids and imported with --model-dir. Everything runs under its own compose project,
-container names, port and temp folders, so a developer's own ragserver is left alone.
+container names, port and temp folders, so a developer's own ragserver is left alone. The
+server runs with an API key (RAGSERVER_API_KEY in its .env), as a deployment reachable by
+coding assistants would: the HTTP and MCP clients here send it.
 
 When no Docker engine answers the whole tier is skipped with the command that starts one
 (../shared/docker-sandbox/up); RAGSERVER_REQUIRE_DOCKER=1 (CI) turns that skip into a failure.
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,8 @@ IMAGE = "ragserver:e2e"
 CONTAINER = "rse2e-server"
 WHEELS = Path(os.environ.get("RAGSERVER_E2E_WHEELS", "/opt/wheels"))
 HEALTHY_TIMEOUT_S = 180
+API_KEY = f"e2e-{uuid.uuid4().hex}"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 # Measured durations, printed at the end of the run (see DOCKER_ML_CLEANUP_IMPLEMENTATION.md).
 TIMINGS: dict[str, float] = {}
@@ -143,6 +148,14 @@ def wait_ml_ready(base: str, timeout: float = HEALTHY_TIMEOUT_S) -> dict:
     return health
 
 
+def env_file_with_key(example: Path, api_key: str) -> str:
+    """.env.example with RAGSERVER_API_KEY set: the one edit a user makes to protect /api and /mcp."""
+    text = example.read_text()
+    line = "RAGSERVER_API_KEY=\n"
+    assert line in text, f"{example} no longer has an empty {line.strip()} line"
+    return text.replace(line, f"RAGSERVER_API_KEY={api_key}\n", 1)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A clean compose project: its own port, container, image tag and ML folders; torn down after."""
@@ -157,10 +170,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MODELS_DIR": str(workdir / "models"),
         "KNOWLEDGE_BASE_DIR": str(workdir / "knowledge_base"),
         "BOOTSTRAP_IMAGE": "ragserver-bootstrap:e2e",
-        # The quick start's `cp .env.example .env`, without touching the developer's own .env.
+        # The quick start's `cp .env.example .env` (plus the key), without touching the developer's own .env.
         "RAGSERVER_ENV_FILE": str(workdir / ".env"),
     }
-    shutil.copyfile(REPO / ".env.example", workdir / ".env")
+    (workdir / ".env").write_text(env_file_with_key(REPO / ".env.example", API_KEY))
     stack = Stack(workdir=workdir, port=port, env=env)
     stack.compose("--profile", "verify", "--profile", "ingest", "down", "-v", "--remove-orphans", check=False)
     yield stack

@@ -1,7 +1,8 @@
 """The slim server image and the external ML env, end to end in a real Docker engine.
 
 bootstrap (local test models, wheelhouse torch) -> compose up -> docker exec import checks ->
-upload + reranked query over HTTP -> restart keeps the data -> verify and ingest profiles ->
+upload + reranked query over HTTP -> MCP over the container's port and over `docker exec -i
+... ragserver mcp` -> restart keeps the data -> verify and ingest profiles ->
 the image without the ML mounts is healthy but degraded with the fix -> a bootstrap that fails
 midway leaves the previous ML env as it was. Tests run in file order and share one stack.
 """
@@ -9,12 +10,29 @@ midway leaves the previous ML env as it was. Tests run in file order and share o
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-from conftest import CONTAINER, REPO, TIMINGS, Stack, bootstrap_args, free_port, run, wait_http_ok, wait_ml_ready
+import pytest
+from conftest import (
+    API_KEY,
+    AUTH,
+    CONTAINER,
+    REPO,
+    TIMINGS,
+    Stack,
+    bootstrap_args,
+    free_port,
+    run,
+    wait_http_ok,
+    wait_ml_ready,
+)
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from support.mcp_client import call, http_session
 from support.polling import wait_operation_sync
 
 NO_ML_STACK = """
@@ -37,16 +55,18 @@ def _report(stdout: str) -> dict:
 
 def upload(base: str, filename: str, text: str) -> dict:
     """Upload one document and wait until its ingest operation ends; returns the final snapshot."""
-    answer = httpx.post(f"{base}/api/documents/upload", files={"file": (filename, text.encode())}, timeout=30)
+    answer = httpx.post(
+        f"{base}/api/documents/upload", files={"file": (filename, text.encode())}, headers=AUTH, timeout=30
+    )
     assert answer.status_code == 200, answer.text
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, headers=AUTH, timeout=10) as client:
         snapshot = wait_operation_sync(client, answer.json()["progressId"])
     assert snapshot["status"] == "completed", snapshot
     return snapshot
 
 
 def query(base: str, text: str) -> dict:
-    answer = httpx.post(f"{base}/api/rag/query", json={"query": text, "match_count": 5}, timeout=60)
+    answer = httpx.post(f"{base}/api/rag/query", json={"query": text, "match_count": 5}, headers=AUTH, timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -125,6 +145,43 @@ def test_upload_and_reranked_query(server: str) -> None:
     assert answer["reranking_applied"] is True, answer
     assert answer["search_mode"] == "hybrid"
     assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+
+
+def test_the_api_key_guards_api_and_mcp(server: str) -> None:
+    """The tier's server has RAGSERVER_API_KEY set: without it /api and /mcp answer 401."""
+    for path in ("/api/rag/query", "/mcp"):
+        refused = httpx.post(f"{server}{path}", json={}, timeout=10)
+        assert refused.status_code == 401, (path, refused.text)
+        assert refused.json()["error"] == "unauthorized", refused.text
+
+
+@pytest.mark.asyncio
+async def test_mcp_search_through_the_containers_port(server: str) -> None:
+    """The SDK's client over streamable HTTP finds the uploaded document, with what a model cites it by."""
+    async with http_session(server, API_KEY) as client:
+        answer = await call(client, "rag_search_knowledge_base", {"query": f"vector indexes {PHRASE}"})
+        hit = next(hit for hit in answer["results"] if PHRASE in hit["preview"])
+        assert hit["url"] and hit["title"] and isinstance(hit["page_id"], int), hit
+        stages = answer["stages"]
+        assert stages["search_mode"] == "hybrid" and stages["reranking_applied"] is True, stages
+        assert stages["reranked_count"] >= 1, stages
+        page = (await call(client, "rag_read_full_page", {"page_id": hit["page_id"]}))["page"]
+        assert PHRASE in page["full_content"] and page["url"] == hit["url"], page
+
+
+@pytest.mark.asyncio
+async def test_mcp_over_stdio_through_docker_exec(server: str) -> None:
+    """`docker exec -i <container> ragserver mcp` as a client spawns it; the key comes from the container's env.
+
+    RAGSERVER_URL in the container points at the default port; the tier's server listens on another.
+    """
+    bridge = ["exec", "-i", "-e", f"RAGSERVER_URL={server}", CONTAINER, "ragserver", "mcp"]
+    async with Client(StdioServerParameters(command="docker", args=bridge, env=dict(os.environ))) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"rag_search_knowledge_base", "rag_read_full_page", "crawl_url"} <= names, names
+        args = {"query": PHRASE, "match_count": 5, "return_mode": "chunks"}
+        answer = await call(client, "rag_search_knowledge_base", args)
+        assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
 
 
 def test_restart_keeps_the_data(server: str, stack: Stack) -> None:
