@@ -130,7 +130,8 @@ async def test_requests_are_postgrest_rpc_calls(postgrest, supabase_store: Store
     assert supabase_store.backend == "supabase"
     await supabase_store.list_sources(page=2, per_page=10)
     call = stand_in.requests[-1]
-    assert call["fn"] == "rag_list_sources" and call["body"] == {"p_limit": 10, "p_offset": 10}
+    assert call["fn"] == "rag_list_sources"
+    assert call["body"] == {"p_limit": 10, "p_offset": 10, "p_library": None, "p_version": None}
     assert call["headers"]["apikey"] == SERVICE_KEY
     assert call["headers"]["authorization"] == f"Bearer {SERVICE_KEY}"
 
@@ -212,6 +213,33 @@ async def test_search_answers_the_same_over_both_transports(store: Store, supaba
         for source in ("via-psycopg", "via-rpc")
     }
     assert written_by["via-psycopg"] == written_by["via-rpc"], "the corpus written either way answers alike"
+
+
+async def test_catalog_answers_the_same_over_both_transports(store: Store, supabase_store: Store) -> None:
+    """Page listings, page reads and labelled source listings over RPC are the psycopg answers."""
+    run = await store.begin_run(
+        SourceInfo("docs", "Docs", "https://docs.example", metadata={"library": "Lib"}), "crawl"
+    )
+    for path in ("a", "b/", "c#part"):
+        markdown = f"# Page {path}\n\n" + "words and more words\n" * 40
+        await store.write_document("docs", run, Document(f"https://docs.example/{path}", path, markdown), [], [], None)
+    await store.commit_run("docs", run)
+    for args in ({"section": None, "limit": 2, "offset": 0}, {"section": "/b", "limit": 5, "offset": 0}):
+        answers = [await s.list_pages("docs", **args) for s in (store, supabase_store)]
+        assert answers[0]["items"] and answers[0] == answers[1]
+    for lookup in (
+        {"url": "https://docs.example/b"},
+        {"url": "https://docs.example/c"},
+        {"url": "https://docs.example/a/"},
+    ):
+        reads = [await s.read_page(**lookup, offset=5, max_chars=50) for s in (store, supabase_store)]
+        assert reads[0] == reads[1] and len(reads[0]["content"]) == 50
+    labelled = [await s.list_sources(library="lib") for s in (store, supabase_store)]
+    assert labelled[0] == labelled[1] and labelled[0]["total"] == 1 and labelled[0]["items"][0]["library"] == "Lib"
+    with pytest.raises(NotFound):
+        await supabase_store.list_pages("missing", section=None, limit=5, offset=0)
+    with pytest.raises(NotFound):
+        await supabase_store.read_page(url="https://docs.example/missing", max_chars=10)
 
 
 async def test_errors_over_rpc(supabase_store: Store) -> None:
