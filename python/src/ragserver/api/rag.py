@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from ragserver.api.deps import SearchDep
 from ragserver.api.handlers import error_responses
 from ragserver.domain import MAX_LABEL_CHARS
+from ragserver.search.budget import MAX_BUDGET_MS, NO_BUDGET
 from ragserver.search.results import CodeExamplesResponse, QueryResponse, ReturnMode
 from ragserver.search.service import MAX_QUERY_CHARS
 
@@ -18,6 +19,15 @@ router = APIRouter(prefix="/api/rag", tags=["rag"])
 QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for")]
 SourceFilter = Annotated[str | None, Field(default=None, max_length=500, description="Only this source_id")]
 MatchCount = Annotated[int, Field(ge=1, le=100)]
+RerankBudget = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=NO_BUDGET,
+        le=MAX_BUDGET_MS,
+        description="Rerank time budget of this query in ms: -1 none, 0 auto; null: RERANK_BUDGET_MS",
+    ),
+]
 LibraryFilter = Annotated[
     str | None, Field(default=None, max_length=MAX_LABEL_CHARS, description="Only sources of this library")
 ]
@@ -33,6 +43,7 @@ class QueryRequest(BaseModel):
     return_mode: ReturnMode = "chunks"
     library: LibraryFilter = None
     version: VersionFilter = None
+    rerank_budget_ms: RerankBudget = None
 
 
 class CodeExamplesRequest(BaseModel):
@@ -53,6 +64,7 @@ async def rag_query(body: QueryRequest, search: SearchDep) -> QueryResponse:
         return_mode=body.return_mode,
         library=body.library,
         version=body.version,
+        rerank_budget_ms=body.rerank_budget_ms,
     )
 
 

@@ -23,9 +23,9 @@ from ragserver.domain import CodeExampleHit, SearchHit
 SearchMode = Literal["hybrid", "full_text"]
 ReturnMode = Literal["chunks", "pages"]
 # Why an answer is in fused order although reranking was wanted: reranking off (USE_RERANKING or
-# the caller), still loading after RERANK_LOAD_WAIT_S, no usable ML env or model, or it failed
-# on this query (the fused order is kept).
-RerankSkipped = Literal["disabled", "loading", "unavailable", "failed", "error"]
+# the caller), still loading after RERANK_LOAD_WAIT_S, no usable ML env or model, it failed on
+# this query (the fused order is kept), or the rerank budget did not fit a single candidate.
+RerankSkipped = Literal["disabled", "loading", "unavailable", "failed", "error", "budget"]
 
 Similarity = Field(
     default=None, description="Cosine similarity of the chunk's vector to the query; null if found by full text only"
@@ -142,6 +142,14 @@ class QueryResponse(BaseModel):
     rerank_skipped: RerankSkipped | None = Field(
         default=None, description="Why the results are in fused order although reranking was wanted"
     )
+    rerank_candidates: int = Field(default=0, description="How many fused candidates went in line for reranking")
+    reranked_count: int = Field(
+        default=0, description="How many of them were reranked within the budget (they come first, by rerank_score)"
+    )
+    rerank_budget_ms: int | None = Field(
+        default=None, description="The rerank time budget applied, in ms; null: none (or nothing went to the reranker)"
+    )
+    rerank_ms: float | None = Field(default=None, description="Time spent reranking, in ms; null when nothing was")
     embedding_model: str | None
     reranker_model: str | None
     results: list[ChunkResult | PageResult] = Field(description="Chunks, or pages when return_mode is pages")

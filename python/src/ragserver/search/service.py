@@ -3,7 +3,9 @@
 Every answer says which stages ran (`search_mode`, `reranking_applied`, and `rerank_skipped`
 when reranking was wanted but did not happen) so a caller can tell a degraded answer (no ML
 env: full-text only) from a full one. A reranker that is still loading (the first seconds after
-start) is waited for, up to RERANK_LOAD_WAIT_S, rather than silently skipped.
+start) is waited for, up to RERANK_LOAD_WAIT_S, rather than silently skipped. Reranking is
+bounded in time by RERANK_BUDGET_MS (search.budget); the answer says how many candidates were
+in line for it and how many were reranked.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
+from ragserver.clock import Clock, LoopClock
 from ragserver.config import Settings
 from ragserver.domain import SearchHit, SearchOptions, clean_label
-from ragserver.errors import Busy, InputError, MLError, Unavailable
+from ragserver.errors import Busy, ConfigError, InputError, MLError, Unavailable
+from ragserver.search.budget import BudgetedReranker, resolve_budget_ms
 from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
 from ragserver.search.results import (
@@ -39,13 +44,33 @@ _SKIPPED_BECAUSE: dict[str, RerankSkipped] = {
 }
 
 
-class SearchService:
-    """Answers knowledge queries over the store, using the ML service when it is ready."""
+@dataclass
+class _Reranking:
+    """The hits after the rerank stage and what the answer says of it."""
 
-    def __init__(self, store: SearchStore, ml: SearchModels, settings: Settings) -> None:
+    hits: list[SearchHit]
+    skipped: RerankSkipped | None
+    candidates: int = 0
+    reranked: int = 0
+    budget_ms: int | None = None
+    elapsed_ms: float | None = None
+
+
+class SearchService:
+    """Answers knowledge queries over the store, using the ML service when it is ready.
+
+    `clock` times the rerank budget (the loop's by default; tests step it).
+    """
+
+    def __init__(self, store: SearchStore, ml: SearchModels, settings: Settings, clock: Clock | None = None) -> None:
         self.store = store
         self.ml = ml
         self.settings = settings
+        try:
+            resolve_budget_ms(settings.rerank_budget_ms, None)
+        except InputError as exc:
+            raise ConfigError(f"RERANK_BUDGET_MS: {exc.message}") from exc
+        self._reranker = BudgetedReranker(ml, clock or LoopClock())
 
     async def query(
         self,
@@ -57,24 +82,29 @@ class SearchService:
         rerank: bool | None = None,
         library: str | None = None,
         version: str | None = None,
+        rerank_budget_ms: int | None = None,
     ) -> QueryResponse:
         """Hybrid search (or full text without an embedder), reranked when possible.
 
         `rerank` overrides USE_RERANKING for this query (benchmarks compare both). `library` and
         `version` search only the sources labelled so (case-insensitive; None: any).
+        `rerank_budget_ms` overrides RERANK_BUDGET_MS (-1 none, 0 auto, N ms) for this query.
         """
         query = _clean_query(query)
         if match_count < 1:
             raise InputError("match_count must be at least 1")
+        budget_setting = self.settings.rerank_budget_ms if rerank_budget_ms is None else rerank_budget_ms
+        resolve_budget_ms(budget_setting, None)  # a bad value is refused before any work
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
         options = self._options(wanted, source_id, library, version)
         hits = await self.store.hybrid_search(query, embedding, model, **options)
-        skipped: RerankSkipped | None = None if use_rerank else "disabled"
+        reranking = _Reranking(hits, None if use_rerank else "disabled")
         if use_rerank and hits:
-            hits, skipped = await self._rerank(query, hits)
-        reranked = use_rerank and bool(hits) and skipped is None
+            reranking = await self._rerank(query, hits, budget_setting)
+        hits = reranking.hits
+        reranked = reranking.reranked > 0
         results: list[ChunkResult | PageResult]
         if return_mode == "pages":
             groups = group_hits_by_page(hits)[:match_count]
@@ -90,7 +120,11 @@ class SearchService:
             return_mode=return_mode,
             search_mode="hybrid" if embedding is not None else "full_text",
             reranking_applied=reranked,
-            rerank_skipped=skipped,
+            rerank_skipped=reranking.skipped,
+            rerank_candidates=reranking.candidates,
+            reranked_count=reranking.reranked,
+            rerank_budget_ms=reranking.budget_ms,
+            rerank_ms=reranking.elapsed_ms,
             embedding_model=model,
             reranker_model=self.ml.reranker_model if reranked else None,
             results=results,
@@ -147,24 +181,33 @@ class SearchService:
             return None, None
         return vector, self.ml.embedding_model
 
-    async def _rerank(self, query: str, hits: list[SearchHit]) -> tuple[list[SearchHit], RerankSkipped | None]:
-        """Rerank the top RERANK_TOP_N fused hits (the rest keep their fused order below them); else why not."""
+    async def _rerank(self, query: str, hits: list[SearchHit], budget_setting: int) -> _Reranking:
+        """Rerank the top RERANK_TOP_N fused hits, in fused order as far as the budget goes: the
+        reranked ones first by score, the rest (and the hits below the top N) in fused order."""
         skipped = await self._wait_for_reranker()
         if skipped is not None:
-            return hits, skipped
+            return _Reranking(hits, skipped)
         head = hits[: self.settings.rerank_top_n]
-        tail = hits[self.settings.rerank_top_n :]
+        budget_ms = resolve_budget_ms(budget_setting, self.ml.device)
         try:
-            scores = await self.ml.rerank(query, [h.content for h in head])
+            run = await self._reranker.rerank(query, [h.content for h in head], budget_ms)
         except Busy:
             raise
         except (Unavailable, MLError) as exc:
             log.warning("reranking failed, keeping fused order: %s", exc)
-            return hits, "error"
-        for hit, score in zip(head, scores, strict=True):
+            return _Reranking(hits, "error", candidates=len(head), budget_ms=budget_ms)
+        reranked = hits[: len(run.scores)]
+        for hit, score in zip(reranked, run.scores, strict=True):
             hit.rerank_score = float(score)
-        head.sort(key=lambda h: h.rerank_score or 0.0, reverse=True)
-        return head + tail, None
+        reranked.sort(key=lambda h: h.rerank_score or 0.0, reverse=True)
+        return _Reranking(
+            reranked + hits[len(run.scores) :],
+            None if run.scores else "budget",
+            candidates=len(head),
+            reranked=len(run.scores),
+            budget_ms=budget_ms,
+            elapsed_ms=round(run.elapsed_ms, 1),
+        )
 
     async def _wait_for_reranker(self) -> RerankSkipped | None:
         """None once the reranker is ready, waiting up to RERANK_LOAD_WAIT_S for one that is loading; else why not."""
