@@ -132,6 +132,11 @@ async def test_list_and_read_pages(api: RunningApp) -> None:
         ("/api/pages/by-url", {"url": "   "}, 400, "bad_request"),
         ("/api/pages/by-url", {}, 422, "validation_error"),
         ("/api/rag/sources", {"library": "x" * 201}, 422, "validation_error"),
+        # Postgres text cannot hold NUL: the schema refuses it
+        ("/api/pages", {"source_id": "a\x00b"}, 422, "validation_error"),
+        ("/api/pages", {"source_id": "x", "section": "a\x00"}, 422, "validation_error"),
+        ("/api/pages/by-url", {"url": "https://x.example/\x00"}, 422, "validation_error"),
+        ("/api/rag/sources", {"version": "1\x00"}, 422, "validation_error"),
     ],
 )
 async def test_bad_page_requests_are_json_4xx(

@@ -110,6 +110,9 @@ class SearchOptions(TypedDict):
 
 #: The longest library or version label a source may carry.
 MAX_LABEL_CHARS = 200
+#: Text without NUL, which Postgres text cannot hold: request fields bound for the store say so in
+#: their schema, so a NUL is refused as a malformed request (422) rather than as a bad value.
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 def clean_label(value: str | None) -> str | None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from ragserver.api.deps import CatalogDep, IngestDep, StoreDep
 from ragserver.api.handlers import error_responses
 from ragserver.catalog.results import SourceSummary
-from ragserver.domain import MAX_LABEL_CHARS
+from ragserver.domain import MAX_LABEL_CHARS, NO_NUL_PATTERN
 from ragserver.errors import InputError
 
 router = APIRouter(prefix="/api", tags=["knowledge"])
@@ -24,6 +24,7 @@ router = APIRouter(prefix="/api", tags=["knowledge"])
 MAX_TAGS = 50
 MAX_TAG_CHARS = 100
 SOURCE_ID = Path(min_length=1, max_length=500)
+LABEL_RULES = {"max_length": MAX_LABEL_CHARS, "pattern": NO_NUL_PATTERN}
 
 
 class UploadResponse(BaseModel):
@@ -58,8 +59,8 @@ async def upload_document(
     file: Annotated[UploadFile, File(description="md, txt, html, pdf or jsonl")],
     tags: Annotated[str | None, Form(description="JSON list or comma-separated", max_length=10_000)] = None,
     knowledge_type: Annotated[str, Form(min_length=1, max_length=50)] = "technical",
-    library: Annotated[str | None, Form(max_length=MAX_LABEL_CHARS, description="Library it documents")] = None,
-    version: Annotated[str | None, Form(max_length=MAX_LABEL_CHARS, description="The version it documents")] = None,
+    library: Annotated[str | None, Form(**LABEL_RULES, description="The library it documents")] = None,
+    version: Annotated[str | None, Form(**LABEL_RULES, description="The version it documents")] = None,
 ) -> UploadResponse:
     """Start ingesting one file; progress under the returned progressId (poll or Socket.IO)."""
     filename = (file.filename or "").strip()
@@ -80,8 +81,8 @@ async def upload_document(
 @router.get("/rag/sources", response_model=SourcesResponse, responses=error_responses(400))
 async def list_sources(
     catalog: CatalogDep,
-    library: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description="Only this library")] = None,
-    version: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description="Only this version")] = None,
+    library: Annotated[str | None, Query(**LABEL_RULES, description="Only this library")] = None,
+    version: Annotated[str | None, Query(**LABEL_RULES, description="Only this version")] = None,
 ) -> SourcesResponse:
     """Every source with its counts (Archon's /api/rag/sources), optionally of one library / version."""
     sources = await catalog.sources(library=library, version=version)

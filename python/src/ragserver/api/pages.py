@@ -22,6 +22,7 @@ from ragserver.catalog.service import (
     MAX_SECTION_CHARS,
     MAX_URL_CHARS,
 )
+from ragserver.domain import NO_NUL_PATTERN
 
 router = APIRouter(prefix="/api", tags=["pages"])
 
@@ -40,11 +41,12 @@ class PageResponse(PageContent):
 @router.get("/pages", response_model=PagesResponse, responses=error_responses(400, 404))
 async def list_pages(
     catalog: CatalogDep,
-    source_id: Annotated[str, Query(min_length=1, max_length=500)],
+    source_id: Annotated[str, Query(min_length=1, max_length=500, pattern=NO_NUL_PATTERN)],
     section: Annotated[
         str | None,
         Query(
             max_length=MAX_SECTION_CHARS,
+            pattern=NO_NUL_PATTERN,
             description="A URL or URL path prefix (https://..., /docs/...), else a part of the title or first heading",
         ),
     ] = None,
@@ -60,7 +62,15 @@ async def list_pages(
 @router.get("/pages/by-url", response_model=PageResponse, responses=error_responses(400, 404))
 async def read_page_by_url(
     catalog: CatalogDep,
-    url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS, description="Exact, or up to a / or #fragment")],
+    url: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_URL_CHARS,
+            pattern=NO_NUL_PATTERN,
+            description="Exact, or up to a trailing / or a #fragment",
+        ),
+    ],
     offset: Offset = 0,
     max_chars: MaxChars = DEFAULT_READ_CHARS,
 ) -> PageResponse:

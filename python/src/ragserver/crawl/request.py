@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ragserver.domain import MAX_LABEL_CHARS
+from ragserver.domain import MAX_LABEL_CHARS, NO_NUL_PATTERN
 from ragserver.errors import InputError
 
 MAX_DEPTH_LIMIT = 10
@@ -21,7 +21,7 @@ MAX_URL_CHARS = 2048
 
 Pattern = Annotated[str, Field(min_length=1, max_length=500)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
-Label = Annotated[str | None, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
+Label = Annotated[str | None, Field(min_length=1, max_length=MAX_LABEL_CHARS, pattern=NO_NUL_PATTERN)]
 
 
 class CrawlRequest(BaseModel):
