@@ -4,4 +4,5 @@ pytest_plugins = [
     "support.store_fixtures",
     "support.model_fixtures",
     "support.api_fixtures",
+    "support.mcp_fixtures",
 ]

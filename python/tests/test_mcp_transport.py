@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp import Client
 from support.api_fixtures import API_KEY, free_port, live_server
 from support.mcp_client import call, call_error, http_session, stdio_session
 from support.mcp_fixtures import READ_TOOLS, WRITE_TOOLS, Knowledge, mcp_settings, uploaded
@@ -94,8 +93,8 @@ def bridge_env(base_url: str, api_key: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", ""), "RAGSERVER_URL": base_url, "RAGSERVER_API_KEY": api_key}
 
 
-async def test_stdio_bridge_lists_and_calls_the_servers_tools(knowledge: Knowledge, mcp: Client) -> None:
-    async with stdio_session(bridge_env(knowledge.server.base_url, API_KEY)) as bridged:
+async def test_stdio_bridge_lists_and_calls_the_servers_tools(knowledge: Knowledge) -> None:
+    async with knowledge.session() as mcp, stdio_session(bridge_env(knowledge.server.base_url, API_KEY)) as bridged:
         assert {tool.name for tool in (await bridged.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
         args: dict[str, Any] = {"query": "zebra migration tool", "match_count": 10, "return_mode": "chunks"}
         through_stdio = await call(bridged, "rag_search_knowledge_base", args)

@@ -1,6 +1,7 @@
-"""The ASGI application: FastAPI and Socket.IO on one port, with a lifespan that owns the resources.
+"""The ASGI application: FastAPI, MCP and Socket.IO on one port, with a lifespan that owns the resources.
 
-Wiring only. What comes up in which order lives in `ragserver.runtime.Runtime`; routes live in `api/`.
+Wiring only. What comes up in which order lives in `ragserver.runtime.Runtime`; routes live in `api/`,
+the MCP tools in `mcp/`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ragserver.api import (
 )
 from ragserver.config import Settings, get_settings
 from ragserver.logredact import secrets_masked_in_logs
+from ragserver.mcp import MCP_PATH, build_mcp_endpoint
 from ragserver.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,13 +47,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     """
     runtime = runtime or Runtime(settings or get_settings())
     settings = runtime.settings
+    mcp = build_mcp_endpoint(runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with secrets_masked_in_logs(settings):
             await runtime.start()
             try:
-                yield
+                async with mcp.running():
+                    yield
             finally:
                 await runtime.stop()
 
@@ -67,7 +71,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     key_docs = [Security(BEARER)] if settings.ragserver_api_key else []
     for router in API_ROUTERS:
         api.include_router(router, responses=API_ERRORS, dependencies=key_docs)
+    api.router.routes.extend(mcp.routes)
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
-    api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key)
+    api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key, prefixes=("/api", MCP_PATH))
     sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

@@ -1,4 +1,4 @@
-"""The `ragserver` command: serve | ingest | crawl | query | check-ml | migrate.
+"""The `ragserver` command: serve | ingest | crawl | query | check-ml | migrate | mcp.
 
 Commands other than `serve` work in-process on the same Runtime the server uses (store, ML,
 services), so `ragserver ingest ./docs` needs no running server. Errors print as one line.
@@ -9,6 +9,7 @@ unreachable, ML env missing), 130 interrupted.
 
 Heavy modules (the runtime, uvicorn, the app) are imported by the commands that use them, so
 `ragserver --help` stays quick. The CLI never imports api/: app.py composes the HTTP face.
+`mcp` is the exception to working in-process: it bridges stdio to a running server's /mcp.
 """
 
 from __future__ import annotations
@@ -98,12 +99,25 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_async(_migrate))
+
+    mcp = sub.add_parser("mcp", help="MCP over stdio, bridged to a running server (RAGSERVER_URL, RAGSERVER_API_KEY)")
+    mcp.add_argument("--url", default=None, help="the server's base URL (default: RAGSERVER_URL)")
+    mcp.set_defaults(handler=_async(_mcp))
     return parser
 
 
 def _async(command: AsyncCommand) -> Command:
     """Run an async command to completion on a fresh event loop."""
     return lambda args, settings: asyncio.run(command(args, settings))
+
+
+async def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    """Relay MCP between stdin/stdout and the server until the client closes stdin."""
+    from ragserver.mcp.stdio import StdioBridge
+
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per relayed request would drown the client's log
+    await StdioBridge(args.url or settings.ragserver_url, settings.ragserver_api_key).serve()
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

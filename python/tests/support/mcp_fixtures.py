@@ -3,6 +3,7 @@ with documents uploaded through the HTTP API, and an SDK client session with its
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -63,6 +64,11 @@ class Knowledge:
     release: str
     almanac: str
 
+    def session(self) -> contextlib.AbstractAsyncContextManager[Client]:
+        """An SDK client session with the server's /mcp (entered and left in the test's own task,
+        as the SDK's task groups want: a fixture's set-up and tear-down run in different tasks)."""
+        return http_session(self.server.base_url, API_KEY)
+
 
 async def upload(server: RunningApp, name: str, text: str, **form: str) -> str:
     """Upload a markdown file through the HTTP API and wait until it is stored; its source_id."""
@@ -88,6 +94,7 @@ def mcp_settings(api_settings: Settings, **overrides: object) -> Settings:
         crawl_per_host_delay_ms=0,
         crawl_timeout_s=2,
         crawl_max_retries=1,
+        crawl_max_page_bytes=100_000,
         **overrides,  # type: ignore[arg-type]
     )
 
@@ -107,10 +114,3 @@ async def knowledge(api_settings: Settings) -> AsyncIterator[Knowledge]:
     """A live server with the key, holding the standard documents (one per test module)."""
     async with live_server(mcp_settings(api_settings)) as server:
         yield await uploaded(server)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mcp(knowledge: Knowledge) -> AsyncIterator[Client]:
-    """An SDK client session with the knowledge server's /mcp."""
-    async with http_session(knowledge.server.base_url, API_KEY) as client:
-        yield client

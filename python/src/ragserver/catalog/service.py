@@ -49,6 +49,10 @@ class CatalogService:
                 return sources
             page += 1
 
+    async def source(self, source_id: str) -> SourceSummary:
+        """One source; NotFound (404) when there is none by that id."""
+        return SourceSummary.model_validate(await self.store.get_source(source_id))
+
     async def source_page(self, *, page: int, per_page: int) -> tuple[list[SourceSummary], int]:
         """One page of sources (newest first) and how many there are."""
         listing = await self.store.list_sources(page=page, per_page=per_page)

@@ -8,6 +8,7 @@ values from MCP_ALLOWED_HOSTS / MCP_ALLOWED_ORIGINS.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,9 +33,28 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Serve MCP sessions until the app stops."""
-        async with self.server.session_manager.run():
+        """Serve MCP sessions until the app stops.
+
+        The session manager's task group lives in a task of its own: an anyio cancel scope must be
+        left in the task that entered it, and a lifespan may be entered and left by different tasks
+        (a test fixture's set-up and tear-down).
+        """
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def serve() -> None:
+            async with self.server.session_manager.run():
+                started.set()
+                await stop.wait()
+
+        task = asyncio.create_task(serve(), name="ragserver-mcp-sessions")
+        await asyncio.wait({task, asyncio.ensure_future(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # it failed to start: raise its error
+        try:
             yield
+        finally:
+            stop.set()
+            await task
 
 
 def build_mcp_endpoint(runtime: Runtime) -> McpEndpoint:

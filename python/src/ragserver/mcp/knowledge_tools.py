@@ -14,6 +14,7 @@ from mcp.server import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from ragserver.catalog.service import DEFAULT_READ_CHARS, MAX_PAGE_LIMIT, MAX_READ_CHARS
 from ragserver.errors import InputError
 from ragserver.mcp.errors import reported_as_tool_errors
 from ragserver.mcp.results import (
@@ -91,6 +92,7 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
         candidates the reranker scored within its time budget).
         """
         started = time.perf_counter()
+        await _known_source(runtime, source_id)
         answer = await runtime.services.search.query(
             query,
             source_id=source_id,
@@ -116,6 +118,7 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
         surrounding explanation, the heading path and the url and page_id of the page it is on.
         """
         started = time.perf_counter()
+        await _known_source(runtime, source_id)
         answer = await runtime.services.search.code_examples(
             query, source_id=source_id, match_count=match_count, library=library, version=version
         )
@@ -143,7 +146,7 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
             ),
         ] = None,
         offset: Annotated[int, Field(ge=0, description="Skip this many pages (use next_offset to page)")] = 0,
-        limit: Annotated[int, Field(ge=1, le=500, description="Pages per call (1-500)")] = 100,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE_LIMIT, description="Pages per call")] = 100,
     ) -> PagesAnswer:
         """List the pages of one source: page_id, url, title, section title and size of each.
 
@@ -161,7 +164,9 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
         ] = None,
         url: Annotated[str | None, Field(default=None, max_length=2048, description="Or the page's URL")] = None,
         offset: Annotated[int, Field(ge=0, description="Start at this character (use next_offset to page)")] = 0,
-        max_chars: Annotated[int, Field(ge=1000, le=200_000, description="Characters per call")] = 20_000,
+        max_chars: Annotated[
+            int, Field(ge=1000, le=MAX_READ_CHARS, description="Characters per call")
+        ] = DEFAULT_READ_CHARS,
     ) -> FullPageAnswer:
         """Read a whole page of the knowledge base as markdown, by page_id or by url (give one of them).
 
@@ -172,6 +177,12 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
             page_id=_page_number(page_id), url=url, offset=offset, max_chars=max_chars
         )
         return FullPageAnswer(page=page)
+
+
+async def _known_source(runtime: Runtime, source_id: str | None) -> None:
+    """NotFound for a source filter that names no source: an empty answer would read as "nothing relevant"."""
+    if source_id is not None:
+        await runtime.services.catalog.source(source_id)
 
 
 def _page_number(page_id: int | str | None) -> int | None:
