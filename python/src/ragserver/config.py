@@ -46,7 +46,7 @@ class Settings:
         30, "Seconds a search waits for a reranker that is still loading before it answers unreranked."
     )
     rerank_budget_ms: int = _setting(
-        0, "Time budget of a search's reranking, in ms: 0 = auto (5000 on CPU, 1000 on CUDA), -1 = none, max 600000."
+        0, "Time budget of a search's reranking, in ms: 0 = auto (10000 on CPU, 2000 on CUDA), -1 = none, max 600000."
     )
     rrf_k: int = _setting(60, "Reciprocal rank fusion constant k.")
     search_candidates: int = _setting(50, "Candidates taken from each of vector and full-text search before fusion.")

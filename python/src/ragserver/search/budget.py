@@ -1,13 +1,16 @@
 """The rerank time budget (RERANK_BUDGET_MS): how many fused candidates a search reranks in time.
 
-Qwen3-Reranker-0.6B on a CPU needs seconds per candidate, longer than an assistant's tool call
-waits, so a search reranks its candidates in fused order, batch by batch, and stops when the
-budget is spent. Before each batch the pace (seconds per reranker token, an exponentially
+Qwen3-Reranker-0.6B on a CPU needs seconds per candidate, so reranking all of a search's
+candidates takes longer than an assistant's tool call should wait: a search reranks them in
+fused order, batch by batch, and stops when the budget is spent. Before each batch the pace (seconds per reranker token, an exponentially
 weighted average over the batches run so far, kept across searches) predicts its cost, and a
 batch predicted to overshoot what is left of the budget is not started: a search lands within
-one batch of its budget. Until a first batch has been timed there is no pace, so the first
-search after start reranks one candidate to take it. The budget covers reranking only (counting
-the candidates' tokens included); embedding and retrieval come on top of it.
+one batch of its budget. A batch of several candidates takes at most half of what is left, so
+batches shrink as the budget runs out and the last ones (where a machine that slowed down since
+the pace was measured makes a search overshoot) are small. Until a first batch has been timed
+there is no pace, so the first search after start reranks one candidate to take it. The budget
+covers reranking only (counting the candidates' tokens included); embedding and retrieval come
+on top of it.
 
 The defaults (RERANK_BUDGET_MS=0, auto) and how close searches land are in BENCHMARKS.md,
 "Rerank time budget".
@@ -27,9 +30,10 @@ NO_BUDGET = -1  # RERANK_BUDGET_MS=-1: rerank every candidate, however long it t
 MAX_BUDGET_MS = 600_000  # ten minutes: a longer budget is a mistake, not a wish
 # The auto budgets, chosen in BENCHMARKS.md ("Rerank time budget"). The CUDA one is not measured
 # there (no GPU); it is scaled from the CPU figures, see that section.
-CPU_BUDGET_MS = 5_000
-CUDA_BUDGET_MS = 1_000
+CPU_BUDGET_MS = 10_000
+CUDA_BUDGET_MS = 2_000
 PACE_WEIGHT = 0.5  # weight of the newest batch in the pace: follows load changes within a few batches
+BATCH_SHARE = 0.5  # of the time left, what a batch of several candidates may take (a single one: all)
 
 
 class BudgetModels(Protocol):
@@ -74,8 +78,9 @@ class RerankPace:
     def batch_size(self, lengths: Sequence[int], remaining_s: float, max_batch_tokens: int) -> int:
         """How many of the next candidates (token counts in fused order) to rerank now; 0 = stop.
 
-        As many as the pace predicts to fit in `remaining_s`, within one forward pass of the
-        worker (rows x longest row <= max_batch_tokens); one to take the pace when there is none.
+        As many as the pace predicts to fit in BATCH_SHARE of `remaining_s` (a single candidate:
+        in all of it), within one forward pass of the worker (rows x longest row <=
+        max_batch_tokens); one to take the pace when there is none.
         """
         if not lengths or remaining_s <= 0:
             return 0
@@ -87,7 +92,7 @@ class RerankPace:
             longest = max(longest, length)
             if count and (count + 1) * longest > max_batch_tokens:
                 break
-            if (tokens + length) * pace > remaining_s:
+            if (tokens + length) * pace > (remaining_s * BATCH_SHARE if count else remaining_s):
                 break
             count += 1
             tokens += length
