@@ -41,17 +41,8 @@ class SearchStages(BaseModel):
 
     @classmethod
     def of(cls, answer: QueryResponse) -> SearchStages:
-        return cls(
-            search_mode=answer.search_mode,
-            reranking_applied=answer.reranking_applied,
-            rerank_skipped=answer.rerank_skipped,
-            rerank_candidates=answer.rerank_candidates,
-            reranked_count=answer.reranked_count,
-            rerank_budget_ms=answer.rerank_budget_ms,
-            rerank_ms=answer.rerank_ms,
-            embedding_model=answer.embedding_model,
-            reranker_model=answer.reranker_model,
-        )
+        """The answer's fields of the same names."""
+        return cls.model_validate(answer, from_attributes=True)
 
 
 class PageHit(BaseModel):
