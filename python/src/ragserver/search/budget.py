@@ -2,15 +2,15 @@
 
 Qwen3-Reranker-0.6B on a CPU needs seconds per candidate, so reranking all of a search's
 candidates takes longer than an assistant's tool call should wait: a search reranks them in
-fused order, batch by batch, and stops when the budget is spent. Before each batch the pace (seconds per reranker token, an exponentially
-weighted average over the batches run so far, kept across searches) predicts its cost, and a
-batch predicted to overshoot what is left of the budget is not started: a search lands within
-one batch of its budget. A batch of several candidates takes at most half of what is left, so
-batches shrink as the budget runs out and the last ones (where a machine that slowed down since
-the pace was measured makes a search overshoot) are small. Until a first batch has been timed
-there is no pace, so the first search after start reranks one candidate to take it. The budget
-covers reranking only (counting the candidates' tokens included); embedding and retrieval come
-on top of it.
+fused order, batch by batch, and stops when the budget is spent. Before each batch the pace
+(seconds per reranker token, an exponentially weighted average over the batches run so far, kept
+across searches) predicts its cost, and a batch predicted to overshoot what is left of the
+budget is not started: a search lands within one batch of its budget. A batch of several
+candidates takes at most half of what is left, so batches shrink as the budget runs out and the
+last ones (where a machine that slowed down since the pace was measured makes a search
+overshoot) are small. Until a first batch has been timed there is no pace, so the first search
+after start reranks one candidate to take it. The budget covers reranking only (counting the
+candidates' tokens included); embedding and retrieval come on top of it.
 
 The defaults (RERANK_BUDGET_MS=0, auto) and how close searches land are in BENCHMARKS.md,
 "Rerank time budget".
@@ -47,14 +47,19 @@ class BudgetModels(Protocol):
     async def rerank(self, query: str, documents: list[str]) -> list[float]: ...
 
 
-def resolve_budget_ms(budget_ms: int, device: str | None) -> int | None:
-    """The budget in ms a search applies (None: none) for a RERANK_BUDGET_MS-style value; InputError if bad."""
+def check_budget_ms(budget_ms: int) -> int:
+    """A RERANK_BUDGET_MS-style value (-1, 0 or ms), or InputError naming what is allowed."""
     if budget_ms < NO_BUDGET or budget_ms > MAX_BUDGET_MS:
         raise InputError(
             f"rerank_budget_ms must be -1 (no budget), 0 (auto) or a number of ms up to {MAX_BUDGET_MS},"
             f" got {budget_ms}"
         )
-    if budget_ms == NO_BUDGET:
+    return budget_ms
+
+
+def resolve_budget_ms(budget_ms: int, device: str | None) -> int | None:
+    """The budget in ms a search applies (None: none) for a RERANK_BUDGET_MS-style value on `device`."""
+    if check_budget_ms(budget_ms) == NO_BUDGET:
         return None
     if budget_ms == AUTO_BUDGET:
         return CUDA_BUDGET_MS if device == "cuda" else CPU_BUDGET_MS

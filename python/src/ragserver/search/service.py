@@ -19,7 +19,7 @@ from ragserver.clock import Clock, LoopClock
 from ragserver.config import Settings
 from ragserver.domain import SearchHit, SearchOptions, clean_label
 from ragserver.errors import Busy, ConfigError, InputError, MLError, Unavailable
-from ragserver.search.budget import BudgetedReranker, resolve_budget_ms
+from ragserver.search.budget import BudgetedReranker, check_budget_ms, resolve_budget_ms
 from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
 from ragserver.search.results import (
@@ -67,7 +67,7 @@ class SearchService:
         self.ml = ml
         self.settings = settings
         try:
-            resolve_budget_ms(settings.rerank_budget_ms, None)
+            check_budget_ms(settings.rerank_budget_ms)
         except InputError as exc:
             raise ConfigError(f"RERANK_BUDGET_MS: {exc.message}") from exc
         self._reranker = BudgetedReranker(ml, clock or LoopClock())
@@ -93,8 +93,9 @@ class SearchService:
         query = _clean_query(query)
         if match_count < 1:
             raise InputError("match_count must be at least 1")
-        budget_setting = self.settings.rerank_budget_ms if rerank_budget_ms is None else rerank_budget_ms
-        resolve_budget_ms(budget_setting, None)  # a bad value is refused before any work
+        budget_setting = check_budget_ms(
+            self.settings.rerank_budget_ms if rerank_budget_ms is None else rerank_budget_ms
+        )
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
