@@ -33,7 +33,9 @@ class Settings:
     data_dir: Path = _setting(Path("./data"), "Where the embedded Postgres keeps its data (DATA_DIR/postgres).")
     host: str = _setting("0.0.0.0", "Address the HTTP server binds to.")
     port: int = _setting(8181, "HTTP + Socket.IO port.")
-    ragserver_api_key: str = _setting("", "When set, /api routes, /mcp and Socket.IO need 'Authorization: Bearer <key>'.")
+    ragserver_api_key: str = _setting(
+        "", "When set, /api routes, /mcp and Socket.IO need 'Authorization: Bearer <key>'."
+    )
     embedding_model: str = _setting(
         "sentence-transformers/all-MiniLM-L6-v2", "Embedding model: HF id (from the local cache) or a local folder."
     )
