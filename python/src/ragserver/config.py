@@ -56,6 +56,9 @@ class Settings:
     chunk_max_tokens: int = _setting(0, "Chunk size in tokens; 0 = the embedding model's max sequence length.")
     code_example_min_chars: int = _setting(300, "Code blocks at least this long are also stored as code examples.")
     ingest_batch_size: int = _setting(32, "Documents per ingest batch (memory stays bounded by this).")
+    ingest_flush_s: float = _setting(
+        2.0, "Seconds a first crawl's batch waits for more pages before it is stored (searchable as it goes)."
+    )
     ml_device: str = _setting("auto", "auto | cpu | cuda: where the models run.")
     ml_max_batch_tokens: int = _setting(16384, "Tokens per inference batch (at most 2048 on CPU, for cache).")
     ml_queue_size: int = _setting(256, "Pending ML requests before the API answers 429.")

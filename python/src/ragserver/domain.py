@@ -17,6 +17,14 @@ class Document:
     title: str
     markdown: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What a refresh compares a crawled page with: the HTTP validators of its fetch, a hash of its
+    # title and markdown, and its links (followed again when the page answers 304 Not Modified).
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    links: list[str] = field(default_factory=list)
+    #: the stored page this one is unchanged from: carried into the new run, not chunked or embedded again
+    carried_from: int | None = None
 
 
 @dataclass

@@ -31,6 +31,11 @@ class SourceSummary(BaseModel):
     chunk_count: int
     code_example_count: int
     active_run_id: int | None = Field(description="The generation searches read")
+    partial: bool = Field(
+        default=False,
+        description="The content is a first crawl still running, or one stopped before it completed "
+        "(what it stored is searchable; a refresh completes it)",
+    )
     last_run_id: int | None
     last_run_kind: str | None
     last_run_status: str | None

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Protocol
 
 from ragserver.domain import Chunk, CodeExample, Document, SourceInfo
+from ragserver.store.store import CarriedPage
 
 
 class IngestStore(Protocol):
     """Generations of a source, the documents written into them, and vectors per model."""
 
-    async def begin_run(self, source: SourceInfo, kind: str) -> int: ...
+    async def begin_run(self, source: SourceInfo, kind: str, *, progressive: bool = False) -> int: ...
 
     async def write_document(
         self,
@@ -26,6 +27,8 @@ class IngestStore(Protocol):
         code_examples: list[CodeExample],
         embedding_model: str | None,
     ) -> int: ...
+
+    async def carry_page(self, source_id: str, run_id: int, doc: Document) -> CarriedPage | None: ...
 
     async def commit_run(self, source_id: str, run_id: int) -> dict[str, int]: ...
 

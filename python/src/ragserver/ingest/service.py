@@ -2,9 +2,14 @@
 
 Every ingest is a new generation of its source (store.begin_run ... commit_run): until the
 commit, searches keep seeing the previous content, and a failure or a cancel drops only the new
-rows. Documents stream through in batches of INGEST_BATCH_SIZE, so memory stays flat however
+rows. A progressive ingest (a crawl) of a source without content is searchable as it goes
+instead: each page is visible once written, and a batch waits at most INGEST_FLUSH_S for more
+pages before it is embedded and written; stopped early, it keeps what it wrote (status partial).
+Documents stream through in batches of INGEST_BATCH_SIZE, so memory stays flat however
 large the corpus; parsing and chunking run in worker threads of low OS priority (lowpriority.py:
-searches and the event loop go first), embedding in the ML worker's bulk lane.
+searches and the event loop go first), embedding in the ML worker's bulk lane. A document carried
+from the previous generation (`Document.carried_from`: a refresh found it unchanged) is copied in
+the store with its chunks and vectors, neither chunked nor embedded.
 
 Operations: whoever starts an operation ends it. `ingest_documents` only reports steps and
 counts on the operation it is given (the crawl service finishes its own with crawl stats);
@@ -19,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,22 +102,31 @@ class IngestService:
     # -- the pipeline -----------------------------------------------------------------------
 
     async def ingest_documents(
-        self, source: SourceInfo, documents: Documents, op: Operation, kind: str, *, total: int | None = None
+        self,
+        source: SourceInfo,
+        documents: Documents,
+        op: Operation,
+        kind: str,
+        *,
+        total: int | None = None,
+        progressive: bool = False,
     ) -> Result:
         """Ingest a stream of documents as a new generation of `source`; returns the counts.
 
-        On any exception or cancellation the run is failed (previous content untouched) and the
-        exception re-raised; `op` is left for its owner to end. `total`, when known, is the
-        expected number of documents, used for the progress percentage.
+        On any exception or cancellation the run is failed (previous content untouched; a
+        progressive run keeps what it wrote) and the exception re-raised; `op` is left for its
+        owner to end. `total`, when known, is the expected number of documents, used for the
+        progress percentage. `progressive`: see the module docstring.
         """
-        counts = {"documents": 0, "chunks_stored": 0, "code_examples": 0, "chunks_unembedded": 0}
+        counts = {"documents": 0, "chunks_stored": 0, "code_examples": 0, "chunks_unembedded": 0, "chunks_carried": 0}
         op.increment(**counts, failed=0)
-        run_id, stop_came = await _whole(self.store.begin_run(source, kind))
+        run_id, stop_came = await _whole(self.store.begin_run(source, kind, progressive=progressive))
         extract_code = source.metadata.get("extract_code_examples", True) is not False
+        flush_s = self.settings.ingest_flush_s if progressive else None
         try:
             if stop_came:
                 raise asyncio.CancelledError
-            async with contextlib.aclosing(self._chunked_batches(documents, op, extract_code)) as batches:
+            async with contextlib.aclosing(self._chunked_batches(documents, op, extract_code, flush_s)) as batches:
                 async for pending in batches:
                     op.raise_if_cancelled()
                     await self._store_batch(source.source_id, run_id, pending, op, counts)
@@ -130,7 +144,7 @@ class IngestService:
         return {"source_id": source.source_id, "run_id": run_id, **counts, **stored}
 
     async def _chunked_batches(
-        self, documents: Documents, op: Operation, extract_code: bool
+        self, documents: Documents, op: Operation, extract_code: bool, flush_s: float | None
     ) -> AsyncGenerator[deque[_Prepared]]:
         """Chunked batches; the next batch is read and chunked while the caller embeds and stores this one.
 
@@ -138,7 +152,7 @@ class IngestService:
         at most two batches are in memory.
         """
         size = self.settings.ingest_batch_size
-        async with contextlib.aclosing(_batches(documents, size, op, self._off_loop)) as batches:
+        async with contextlib.aclosing(_batches(documents, size, op, self._off_loop, flush_s)) as batches:
 
             async def prepare() -> deque[_Prepared] | None:
                 batch = await anext(batches, None)
@@ -174,16 +188,32 @@ class IngestService:
             op.update(step="storing")
             for item in group:
                 op.raise_if_cancelled()
-                await self.store.write_document(source_id, run_id, item.doc, item.chunks, item.examples, model)
-                counts["documents"] += 1
-                counts["chunks_stored"] += len(item.chunks)
-                counts["code_examples"] += len(item.examples)
-                op.increment(documents=1, chunks_stored=len(item.chunks), code_examples=len(item.examples))
+                if item.doc.carried_from is None:
+                    await self.store.write_document(source_id, run_id, item.doc, item.chunks, item.examples, model)
+                    stored = {"documents": 1, "chunks_stored": len(item.chunks), "code_examples": len(item.examples)}
+                else:
+                    carried = await self.store.carry_page(source_id, run_id, item.doc)
+                    if carried is None:  # the previous generation went away meanwhile (another run committed)
+                        log.warning("%s: the page to carry is gone; not stored", item.doc.url)
+                        continue
+                    chunks, examples = carried["chunks"], carried["code_examples"]
+                    stored = {
+                        "documents": 1,
+                        "chunks_stored": chunks,
+                        "code_examples": examples,
+                        "chunks_carried": chunks,
+                    }
+                for name, value in stored.items():
+                    counts[name] += value
+                op.increment(**stored)
 
     def _chunk_batch(self, batch: list[Document], extract_code: bool) -> list[_Prepared]:
         """Chunks and code examples of a batch (runs in a worker thread: tokenizing is CPU work)."""
         prepared: list[_Prepared] = []
         for raw in batch:
+            if raw.carried_from is not None:
+                prepared.append(_Prepared(raw, [], []))
+                continue
             doc = dataclasses.replace(
                 raw, url=storable_text(raw.url), title=storable_text(raw.title), markdown=storable_text(raw.markdown)
             )
@@ -402,20 +432,23 @@ async def _whole(step: Awaitable[T]) -> tuple[T, bool]:
 
 
 async def _batches(
-    documents: Documents, size: int, op: Operation, off_loop: OffLoop[list[Document]]
+    documents: Documents,
+    size: int,
+    op: Operation,
+    off_loop: OffLoop[list[Document]],
+    flush_s: float | None = None,
 ) -> AsyncGenerator[list[Document]]:
-    """Lists of at most `size` documents, pulled lazily; sync sources are read through `off_loop`."""
+    """Lists of at most `size` documents, pulled lazily; sync sources are read through `off_loop`.
+
+    With `flush_s`, an async source's batch is handed on once its first document has waited that
+    long, full or not (a slow crawl's first pages become searchable early).
+    """
     size = max(1, size)
     if isinstance(documents, AsyncIterable):
-        batch: list[Document] = []
-        async for doc in documents:
-            batch.append(doc)
-            if len(batch) >= size:
+        async with contextlib.aclosing(_timed_batches(aiter(documents), size, flush_s)) as batches:
+            async for batch in batches:
                 yield batch
-                batch = []
                 op.update(step="parsing")
-        if batch:
-            yield batch
         return
     iterator = iter(documents)
     while True:
@@ -424,6 +457,42 @@ async def _batches(
         if not batch:
             return
         yield batch
+
+
+async def _timed_batches(
+    documents: AsyncIterator[Document], size: int, flush_s: float | None
+) -> AsyncGenerator[list[Document]]:
+    """Batches of `documents` (see `_batches`): the next document is awaited in a task of its own, so
+    a batch can be handed on at its deadline while that document is still on its way."""
+    loop = asyncio.get_running_loop()
+    batch: list[Document] = []
+    deadline = 0.0
+    upcoming: asyncio.Future[Document | None] | None = None
+    try:
+        while True:
+            if upcoming is None:
+                upcoming = asyncio.ensure_future(anext(documents, None))
+            wait = None if not batch or flush_s is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait({upcoming}, timeout=wait)
+            if not done:
+                yield batch
+                batch = []
+                continue
+            doc, upcoming = upcoming.result(), None
+            if doc is None:
+                break
+            if not batch:
+                deadline = loop.time() + (flush_s or 0.0)
+            batch.append(doc)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
 
 
 def _for_operation(

@@ -54,6 +54,24 @@ class SourcePage(TypedDict):
     total: int
 
 
+class PreviousPage(TypedDict):
+    """A page of a source's active generation as a refresh compares it (rag_previous_pages)."""
+
+    page_id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+
+
+class CarriedPage(TypedDict):
+    """The copy carry_page made in the new run and what came with it."""
+
+    page_id: int
+    chunks: int
+    code_examples: int
+
+
 class PageRows(TypedDict):
     """One window of list_pages: the pages as rag_list_pages shapes them, and how many match."""
 
@@ -115,8 +133,10 @@ class Store:
 
     # -- generations ----------------------------------------------------------------------
 
-    async def begin_run(self, source: SourceInfo, kind: str) -> int:
-        """Start a new generation of the source (creating the source); its rows stay invisible until commit."""
+    async def begin_run(self, source: SourceInfo, kind: str, *, progressive: bool = False) -> int:
+        """Start a new generation of the source (creating the source); its rows stay invisible until commit,
+        unless `progressive` and the source has no content yet: then each row is searchable once written
+        and a run that ends without its commit keeps them as 'partial' (see store/functions/10_runs.sql)."""
         payload = {
             "source_id": source.source_id,
             "title": source.title,
@@ -125,7 +145,13 @@ class Store:
             "tags": list(source.tags),
             "metadata": source.metadata,
         }
-        rows = await self._call("rag_begin_run", p_source=payload, p_kind=kind, p_owner_lock=self.transport.owner_lock)
+        rows = await self._call(
+            "rag_begin_run",
+            p_source=payload,
+            p_kind=kind,
+            p_owner_lock=self.transport.owner_lock,
+            p_progressive=progressive,
+        )
         return int(rows[0]["run_id"])
 
     async def write_document(
@@ -146,6 +172,10 @@ class Store:
             "title": doc.title,
             "markdown": doc.markdown,
             "metadata": doc.metadata,
+            "etag": doc.etag,
+            "last_modified": doc.last_modified,
+            "content_hash": doc.content_hash,
+            "links": doc.links,
             "embedding_model": embedding_model,
             "chunks": [
                 {
@@ -170,6 +200,37 @@ class Store:
         embeddings = VectorsArg(vectors) if any(v is not None for v in vectors) else None
         rows = await self._call("rag_write_document", p_payload=payload, p_embeddings=embeddings)
         return int(rows[0]["page_id"])
+
+    async def carry_page(self, source_id: str, run_id: int, doc: Document) -> CarriedPage | None:
+        """Copy page `doc.carried_from` of an earlier generation, with its chunks, vectors and code
+        examples, into the running one, with the validators of `doc` (and its links when it has
+        some); None when that page no longer exists."""
+        if doc.carried_from is None:
+            raise InputError(f"{doc.url} is not carried from a stored page")
+        page: dict[str, Any] = {"etag": doc.etag, "last_modified": doc.last_modified}
+        if doc.links:
+            page["links"] = doc.links
+        rows = await self._call(
+            "rag_carry_page", p_source_id=source_id, p_run_id=run_id, p_page_id=doc.carried_from, p_page=page
+        )
+        if not rows:
+            return None
+        return {
+            "page_id": int(rows[0]["page_id"]),
+            "chunks": int(rows[0]["chunks"]),
+            "code_examples": int(rows[0]["code_examples"]),
+        }
+
+    async def previous_pages(self, source_id: str) -> list[PreviousPage]:
+        """The pages of the source's active generation with their validators (none: no content)."""
+        rows = await self._call("rag_previous_pages", p_source_id=source_id)
+        pages: list[PreviousPage] = rows[0]["pages"] if rows else []
+        return pages
+
+    async def page_links(self, page_id: int) -> list[str]:
+        """The links a stored page had when it was fetched."""
+        rows = await self._call("rag_page_links", p_page_id=page_id)
+        return list(rows[0]["links"] or []) if rows else []
 
     async def commit_run(self, source_id: str, run_id: int) -> dict[str, int]:
         """Atomically make the run the source's content and delete the generation it replaces."""

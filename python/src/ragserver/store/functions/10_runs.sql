@@ -2,6 +2,11 @@
 -- active generation, drop the old one) or fail (drop the staged rows). Each function is one
 -- statement, hence one transaction, over psycopg and over Supabase RPC alike.
 --
+-- A progressive run (asked for by a crawl, granted when its source has no content yet) is the
+-- source's active generation from its start: each page it writes is searchable once written.
+-- Stopped before its commit (failed, cancelled, its process gone) it keeps what it wrote, as
+-- 'partial'; the next run of the source is staged as usual and replaces it atomically.
+--
 -- Error codes the Store translates: no_data_found (P0002) -> NotFound, invalid_parameter_value
 -- (22023) and data_exception (22000) -> InputError, object_not_in_prerequisite_state (55000) -> InputError.
 
@@ -80,14 +85,18 @@ LANGUAGE sql AS $$
     DELETE FROM rag_pages WHERE run_id = ANY(p_run_ids);
 $$;
 
--- Starts a new generation of a source (creating or updating the source row).
+-- Starts a new generation of a source (creating or updating the source row); progressive (see
+-- above) when p_progressive and the source has no active generation.
 -- p_source: {source_id, title, origin, knowledge_type, tags: [..], metadata: {..}}
-CREATE OR REPLACE FUNCTION rag_begin_run(p_source jsonb, p_kind text, p_owner_lock bigint DEFAULT NULL)
-RETURNS TABLE (run_id bigint)
+CREATE OR REPLACE FUNCTION rag_begin_run(
+    p_source jsonb, p_kind text, p_owner_lock bigint DEFAULT NULL, p_progressive boolean DEFAULT false)
+RETURNS TABLE (run_id bigint, progressive boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_source_id text := p_source ->> 'source_id';
+    v_progressive boolean;
+    v_run bigint;
 BEGIN
     IF coalesce(v_source_id, '') = '' THEN
         RAISE EXCEPTION 'source_id is empty' USING ERRCODE = '22023';
@@ -105,9 +114,62 @@ BEGIN
     ON CONFLICT (source_id) DO UPDATE
         SET title = EXCLUDED.title, origin = EXCLUDED.origin, knowledge_type = EXCLUDED.knowledge_type,
             tags = EXCLUDED.tags, metadata = EXCLUDED.metadata, updated_at = now();
-    RETURN QUERY
-    INSERT INTO rag_runs (source_id, kind, owner_lock) VALUES (v_source_id, p_kind, p_owner_lock)
-    RETURNING rag_runs.run_id;
+    -- the upsert holds the source row: no other run can become active in between
+    SELECT coalesce(p_progressive, false) AND s.active_run_id IS NULL INTO v_progressive
+    FROM rag_sources s WHERE s.source_id = v_source_id;
+    INSERT INTO rag_runs (source_id, kind, owner_lock, progressive)
+    VALUES (v_source_id, p_kind, p_owner_lock, v_progressive)
+    RETURNING rag_runs.run_id INTO v_run;
+    IF v_progressive THEN
+        UPDATE rag_sources s SET active_run_id = v_run, updated_at = now() WHERE s.source_id = v_source_id;
+    END IF;
+    RETURN QUERY SELECT v_run, v_progressive;
+END $$;
+
+-- The rows a run has written so far.
+CREATE OR REPLACE FUNCTION rag_run_counts(p_run_id bigint)
+RETURNS TABLE (pages integer, chunks integer, code_examples integer)
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*)::integer FROM rag_pages p WHERE p.run_id = p_run_id),
+           (SELECT count(*)::integer FROM rag_chunks c WHERE c.run_id = p_run_id),
+           (SELECT count(*)::integer FROM rag_code_examples e WHERE e.run_id = p_run_id)
+$$;
+
+-- Marks a run alive (recovery of runs without an owner lock goes by this). SKIP LOCKED:
+-- concurrent writers of the same run hold FOR SHARE locks; waiting here would deadlock.
+CREATE OR REPLACE FUNCTION rag_touch_run(p_run_id bigint)
+RETURNS void
+LANGUAGE sql AS $$
+    UPDATE rag_runs r SET heartbeat_at = now()
+    WHERE r.run_id IN (SELECT h.run_id FROM rag_runs h
+                       WHERE h.run_id = p_run_id AND h.heartbeat_at < now() - interval '5 seconds'
+                       FOR NO KEY UPDATE SKIP LOCKED);
+$$;
+
+-- Ends a running run (locked by the caller) that did not commit: a progressive run that is still
+-- its source's content and wrote pages becomes 'partial' with its counts and keeps its rows;
+-- any other gets p_status and loses its rows. Returns the status it got.
+CREATE OR REPLACE FUNCTION rag_end_unfinished_run(p_run rag_runs, p_status text, p_error text)
+RETURNS text
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_counts record;
+BEGIN
+    IF p_run.progressive
+       AND EXISTS (SELECT 1 FROM rag_sources s WHERE s.source_id = p_run.source_id AND s.active_run_id = p_run.run_id)
+       AND EXISTS (SELECT 1 FROM rag_pages p WHERE p.run_id = p_run.run_id) THEN
+        SELECT * INTO v_counts FROM rag_run_counts(p_run.run_id);
+        UPDATE rag_runs r
+        SET status = 'partial', error = p_error, finished_at = now(),
+            page_count = v_counts.pages, chunk_count = v_counts.chunks, code_example_count = v_counts.code_examples
+        WHERE r.run_id = p_run.run_id;
+        RETURN 'partial';
+    END IF;
+    UPDATE rag_runs r SET status = p_status, error = p_error, finished_at = now() WHERE r.run_id = p_run.run_id;
+    PERFORM rag_delete_generations(ARRAY[p_run.run_id]);
+    UPDATE rag_sources s SET active_run_id = NULL WHERE s.source_id = p_run.source_id AND s.active_run_id = p_run.run_id;
+    RETURN p_status;
 END $$;
 
 -- Locks a run that must still be running; raises NotFound / not-running otherwise.
@@ -133,6 +195,7 @@ END $$;
 
 -- Writes one document of a running generation: page, chunks (+ vectors), code examples.
 -- p_payload: {source_id, run_id, url, title, markdown, metadata, embedding_model,
+--             etag, last_modified, content_hash, links: [..] (what a refresh compares; may be absent),
 --             chunks: [{index, content, heading_path, metadata}],
 --             code_examples: [{index, code, language, context, heading_path}]}
 -- p_embeddings: the vector of each chunk, in the order of `chunks` (a NULL element: none), or
@@ -162,9 +225,10 @@ BEGIN
     END IF;
     PERFORM rag_check_vectors(v_model, p_embeddings);
 
-    INSERT INTO rag_pages (source_id, run_id, url, title, markdown, metadata)
+    INSERT INTO rag_pages (source_id, run_id, url, title, markdown, metadata, etag, last_modified, content_hash, links)
     VALUES (v_source_id, v_run_id, p_payload ->> 'url', coalesce(p_payload ->> 'title', ''),
-            p_payload ->> 'markdown', coalesce(p_payload -> 'metadata', '{}'))
+            p_payload ->> 'markdown', coalesce(p_payload -> 'metadata', '{}'), p_payload ->> 'etag',
+            p_payload ->> 'last_modified', p_payload ->> 'content_hash', rag_text_array(p_payload -> 'links'))
     RETURNING rag_pages.page_id INTO v_page;
 
     WITH src AS (
@@ -187,13 +251,76 @@ BEGIN
            coalesce(e ->> 'language', ''), coalesce(e ->> 'context', ''), rag_text_array(e -> 'heading_path')
     FROM jsonb_array_elements(coalesce(p_payload -> 'code_examples', '[]')) e;
 
-    -- SKIP LOCKED: concurrent writers of the same run hold FOR SHARE locks; waiting here would deadlock.
-    UPDATE rag_runs r SET heartbeat_at = now()
-    WHERE r.run_id IN (SELECT h.run_id FROM rag_runs h
-                       WHERE h.run_id = v_run_id AND h.heartbeat_at < now() - interval '5 seconds'
-                       FOR NO KEY UPDATE SKIP LOCKED);
+    PERFORM rag_touch_run(v_run_id);
     RETURN QUERY SELECT v_page;
 END $$;
+
+-- Copies a page of an earlier generation of the source, unchanged, into a running one: the page
+-- with its chunks, their vectors (every model's) and its code examples, so a refresh neither
+-- chunks nor embeds it again. p_page: {etag, last_modified} as the new fetch left them, and
+-- links when they were read again (absent: the old ones). Empty when that page no longer exists.
+CREATE OR REPLACE FUNCTION rag_carry_page(p_source_id text, p_run_id bigint, p_page_id bigint, p_page jsonb)
+RETURNS TABLE (page_id bigint, chunks integer, code_examples integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_old rag_pages;
+    v_page bigint;
+    v_chunks integer;
+    v_examples integer;
+BEGIN
+    PERFORM rag_lock_running_run(p_source_id, p_run_id, false);
+    SELECT * INTO v_old FROM rag_pages p WHERE p.page_id = p_page_id AND p.source_id = p_source_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO rag_pages (source_id, run_id, url, title, markdown, metadata, etag, last_modified, content_hash, links)
+    VALUES (p_source_id, p_run_id, v_old.url, v_old.title, v_old.markdown, v_old.metadata,
+            p_page ->> 'etag', p_page ->> 'last_modified', v_old.content_hash,
+            CASE WHEN p_page ? 'links' THEN rag_text_array(p_page -> 'links') ELSE v_old.links END)
+    RETURNING rag_pages.page_id INTO v_page;
+
+    WITH old AS (
+        SELECT c.chunk_id, c.chunk_index, c.content, c.heading_path, c.metadata
+        FROM rag_chunks c WHERE c.page_id = p_page_id
+    ), ins AS (
+        INSERT INTO rag_chunks (page_id, source_id, run_id, chunk_index, content, heading_path, metadata)
+        SELECT v_page, p_source_id, p_run_id, old.chunk_index, old.content, old.heading_path, old.metadata FROM old
+        RETURNING rag_chunks.chunk_id, rag_chunks.chunk_index
+    )
+    INSERT INTO rag_chunk_embeddings (chunk_id, model, run_id, embedding)
+    SELECT ins.chunk_id, e.model, p_run_id, e.embedding
+    FROM ins JOIN old ON old.chunk_index = ins.chunk_index
+    JOIN rag_chunk_embeddings e ON e.chunk_id = old.chunk_id;
+    SELECT count(*) INTO v_chunks FROM rag_chunks c WHERE c.page_id = v_page;
+
+    INSERT INTO rag_code_examples (page_id, source_id, run_id, example_index, code, language, context, heading_path)
+    SELECT v_page, p_source_id, p_run_id, e.example_index, e.code, e.language, e.context, e.heading_path
+    FROM rag_code_examples e WHERE e.page_id = p_page_id;
+    GET DIAGNOSTICS v_examples = ROW_COUNT;
+
+    PERFORM rag_touch_run(p_run_id);
+    RETURN QUERY SELECT v_page, v_chunks, v_examples;
+END $$;
+
+-- What a refresh compares with: each page of the source's active generation with the validators
+-- it was fetched with and its content hash, as one JSON array (RPC answers stay one row).
+CREATE OR REPLACE FUNCTION rag_previous_pages(p_source_id text)
+RETURNS TABLE (pages jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'page_id', p.page_id, 'url', p.url, 'etag', p.etag,
+               'last_modified', p.last_modified, 'content_hash', p.content_hash) ORDER BY p.page_id), '[]'::jsonb)
+    FROM rag_sources s JOIN rag_pages p ON p.run_id = s.active_run_id
+    WHERE s.source_id = p_source_id
+$$;
+
+-- The links a stored page had (a page that answers 304 is still followed); empty when unknown.
+CREATE OR REPLACE FUNCTION rag_page_links(p_page_id bigint)
+RETURNS TABLE (links jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(p.links) FROM rag_pages p WHERE p.page_id = p_page_id
+$$;
 
 -- Makes a running generation the source's content and deletes the generations it replaces
 -- (runs still running for the same source keep their staged rows).
@@ -212,9 +339,7 @@ BEGIN
         RAISE EXCEPTION 'source % not found', p_source_id USING ERRCODE = 'P0002';
     END IF;
     PERFORM rag_lock_running_run(p_source_id, p_run_id, true);
-    SELECT count(*) INTO v_pages FROM rag_pages p WHERE p.run_id = p_run_id;
-    SELECT count(*) INTO v_chunks FROM rag_chunks c WHERE c.run_id = p_run_id;
-    SELECT count(*) INTO v_examples FROM rag_code_examples e WHERE e.run_id = p_run_id;
+    SELECT c.pages, c.chunks, c.code_examples INTO v_pages, v_chunks, v_examples FROM rag_run_counts(p_run_id) c;
     UPDATE rag_runs r
     SET status = 'completed', finished_at = now(), heartbeat_at = now(),
         page_count = v_pages, chunk_count = v_chunks, code_example_count = v_examples
@@ -231,8 +356,9 @@ BEGIN
     RETURN QUERY SELECT v_pages, v_chunks, v_examples;
 END $$;
 
--- Ends a running generation as failed or cancelled and deletes its staged rows. A run that is
--- no longer running is left as it is (cleanup paths may call this twice).
+-- Ends a running generation as failed or cancelled and deletes its staged rows (a progressive
+-- run keeps them as 'partial', see rag_end_unfinished_run). A run that is no longer running is
+-- left as it is (cleanup paths may call this twice).
 CREATE OR REPLACE FUNCTION rag_fail_run(p_source_id text, p_run_id bigint, p_status text, p_error text)
 RETURNS TABLE (status text)
 LANGUAGE plpgsql AS $$
@@ -248,15 +374,14 @@ BEGIN
         RAISE EXCEPTION 'run % of source % not found', p_run_id, p_source_id USING ERRCODE = 'P0002';
     END IF;
     IF v_run.status = 'running' THEN
-        UPDATE rag_runs r SET status = p_status, error = p_error, finished_at = now() WHERE r.run_id = p_run_id;
-        PERFORM rag_delete_generations(ARRAY[p_run_id]);
-        v_run.status := p_status;
+        v_run.status := rag_end_unfinished_run(v_run, p_status, p_error);
     END IF;
     RETURN QUERY SELECT v_run.status;
 END $$;
 
--- Fails runs whose owner is gone: the owner's advisory lock is free (direct connections), or,
--- for owners without a lock (Supabase RPC), nothing was written for p_stale_seconds.
+-- Fails runs whose owner is gone (progressive ones become 'partial', see rag_end_unfinished_run):
+-- the owner's advisory lock is free (direct connections), or, for owners without a lock
+-- (Supabase RPC), nothing was written for p_stale_seconds.
 CREATE OR REPLACE FUNCTION rag_recover_interrupted_runs(p_stale_seconds integer DEFAULT 600)
 RETURNS TABLE (run_id bigint, source_id text)
 LANGUAGE plpgsql AS $$
@@ -270,10 +395,7 @@ BEGIN
         IF (v_run.owner_lock IS NOT NULL AND pg_try_advisory_xact_lock(v_run.owner_lock))
            OR (v_run.owner_lock IS NULL
                AND v_run.heartbeat_at < now() - make_interval(secs => coalesce(p_stale_seconds, 600))) THEN
-            UPDATE rag_runs r
-            SET status = 'failed', error = 'interrupted: the process running it stopped', finished_at = now()
-            WHERE r.run_id = v_run.run_id;
-            PERFORM rag_delete_generations(ARRAY[v_run.run_id]);
+            PERFORM rag_end_unfinished_run(v_run, 'failed', 'interrupted: the process running it stopped');
             run_id := v_run.run_id;
             source_id := v_run.source_id;
             RETURN NEXT;

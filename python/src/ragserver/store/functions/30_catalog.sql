@@ -1,6 +1,8 @@
 -- Sources, pages, vectors per model, schema version: the reads and writes around ingest/search.
 
--- One source as JSON (timestamps as ISO strings over both transports).
+-- One source as JSON (timestamps as ISO strings over both transports). The counts are those of
+-- the active generation: recorded when it ended, counted live while a first crawl still writes
+-- it; `partial` says that generation is not a finished one (a first crawl running or stopped).
 CREATE OR REPLACE FUNCTION rag_source_json(p_source rag_sources) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -12,10 +14,11 @@ LANGUAGE sql STABLE AS $$
         'metadata', p_source.metadata,
         'library', p_source.metadata ->> 'library',
         'version', p_source.metadata ->> 'version',
-        'page_count', coalesce(active.page_count, 0),
-        'chunk_count', coalesce(active.chunk_count, 0),
-        'code_example_count', coalesce(active.code_example_count, 0),
+        'page_count', coalesce(live.pages, active.page_count, 0),
+        'chunk_count', coalesce(live.chunks, active.chunk_count, 0),
+        'code_example_count', coalesce(live.code_examples, active.code_example_count, 0),
         'active_run_id', p_source.active_run_id,
+        'partial', coalesce(active.status <> 'completed', false),
         'last_run_id', last.run_id,
         'last_run_kind', last.kind,
         'last_run_status', last.status,
@@ -25,6 +28,7 @@ LANGUAGE sql STABLE AS $$
         'updated_at', p_source.updated_at)
     FROM (SELECT 1) AS one
     LEFT JOIN rag_runs active ON active.run_id = p_source.active_run_id
+    LEFT JOIN LATERAL (SELECT * FROM rag_run_counts(active.run_id) WHERE active.status = 'running') live ON true
     LEFT JOIN LATERAL (SELECT * FROM rag_runs r WHERE r.source_id = p_source.source_id
                        ORDER BY r.run_id DESC LIMIT 1) last ON true
 $$;
