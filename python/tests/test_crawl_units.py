@@ -11,7 +11,8 @@ from ragserver.crawl.discover import inflate_capped, markdown_links, split_llms_
 from ragserver.crawl.fetch import SkippedPage
 from ragserver.crawl.guard import Guard, GuardedResolver, RefusedAddress
 from ragserver.crawl.request import MAX_DEPTH_LIMIT, MAX_PAGES_LIMIT, CrawlRequest
-from ragserver.crawl.urls import Scope, canonicalize, url_kind
+from ragserver.crawl.scope import Scope
+from ragserver.crawl.urls import canonicalize, url_kind
 from ragserver.errors import InputError, TargetRefused
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
+SECRET_MASK = "***"  # what answers show in place of a secret
+
 
 @dataclass
 class Document:
@@ -126,6 +128,20 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 def clean_label(value: str | None) -> str | None:
     """A library or version label (or a filter by one) trimmed; None when blank."""
     return (value or "").strip() or None
+
+
+def public_source_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A source's metadata as answers show it: the values of its crawl's request headers masked.
+
+    The crawl options in `metadata["crawl"]` keep those headers (a token, a cookie) so a refresh
+    can send them again; their names are shown, their values never leave the server.
+    """
+    crawl = metadata.get("crawl")
+    if not isinstance(crawl, dict) or not crawl.get("headers"):
+        return metadata
+    headers = crawl["headers"]
+    masked = {name: SECRET_MASK for name in headers} if isinstance(headers, dict) else SECRET_MASK
+    return {**metadata, "crawl": {**crawl, "headers": masked}}
 
 
 def source_labels(library: str | None, version: str | None) -> dict[str, str]:

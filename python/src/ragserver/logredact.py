@@ -5,19 +5,27 @@ access log prints the full request line, so a client that puts the API key in a 
 (`?key=...`, which the server refuses) would have it written to the log. This filter sits on the
 log handlers while the server runs and replaces every configured secret with `***` in the
 message and in its arguments (uvicorn's access formatter reads the arguments one by one).
+Besides the configured ones, secrets that arrive at run time (a crawl's request header values)
+are registered with `mask_in_logs` and masked from then on, for the life of the process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from ragserver.config import Settings
 
 MASK = "***"
 MIN_SECRET_CHARS = 4  # shorter values would mask ordinary words
+_registered: set[str] = set()  # run-time secrets (mask_in_logs), kept for the life of the process
+
+
+def mask_in_logs(values: Iterable[str]) -> None:
+    """Mask these values in every log line from now on (those too short to be secrets excepted)."""
+    _registered.update(v for v in values if len(v) >= MIN_SECRET_CHARS)
 
 
 def configured_secrets(settings: Settings) -> list[str]:
@@ -36,27 +44,25 @@ class SecretFilter(logging.Filter):
         super().__init__()
         self.secrets = secrets
 
-    def _mask(self, value: object) -> object:
+    @staticmethod
+    def _mask(value: object, secrets: list[str]) -> object:
         if isinstance(value, str):
-            for secret in self.secrets:
+            for secret in secrets:
                 value = value.replace(secret, MASK)
         return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._mask(record.msg)
+        secrets = sorted({*self.secrets, *_registered}, key=len, reverse=True)
+        record.msg = self._mask(record.msg, secrets)
         if isinstance(record.args, tuple):
-            record.args = tuple(self._mask(arg) for arg in record.args)
+            record.args = tuple(self._mask(arg, secrets) for arg in record.args)
         return True
 
 
 @contextlib.contextmanager
 def secrets_masked_in_logs(settings: Settings) -> Iterator[None]:
-    """While open, every handler of the root and uvicorn loggers masks the configured secrets."""
-    secrets = configured_secrets(settings)
-    if not secrets:
-        yield
-        return
-    secret_filter = SecretFilter(secrets)
+    """While open, every handler of the root and uvicorn loggers masks the configured and registered secrets."""
+    secret_filter = SecretFilter(configured_secrets(settings))
     handlers = {
         h for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access") for h in logging.getLogger(name).handlers
     }

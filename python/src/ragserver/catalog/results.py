@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from ragserver.domain import public_source_metadata
 
 NextOffset = Field(description="The offset to ask for next; null when this is the end")
 
@@ -43,6 +45,12 @@ class SourceSummary(BaseModel):
     last_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("metadata")
+    @classmethod
+    def _secrets_masked(cls, metadata: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        """Every answer that shows a source goes through here: its crawl's header values stay on the server."""
+        return public_source_metadata(metadata)
 
 
 class PageSummary(BaseModel):

@@ -10,10 +10,11 @@ What a start URL means (the issue's rules):
 - a sitemap (`*sitemap*.xml[.gz]`, or any URL answering a <urlset>/<sitemapindex>): its pages;
 - an `llms-full.txt`: one page per section; any other `.txt`/`.md`: that one page;
 - an `llms.txt`: that page, then the pages it links, crawled like links of a page;
-- anything else: the page and its links up to `max_depth` (start page = depth 0) on the start
-  URL's host (include/exclude globs narrow it), seeded with the site's llms.txt and sitemaps
-  (from robots.txt, else /sitemap.xml) as if the start page linked them. At the site root, an
-  llms-full.txt replaces the crawl: it is the site's own full text for language models.
+- anything else: the page and its links up to `max_depth` (start page = depth 0) within the
+  request's scope and URL patterns (scope.py; they never filter the start URL), seeded with the
+  site's llms.txt and sitemaps (from robots.txt, else /sitemap.xml) as if the start page linked
+  them. At the site root, an llms-full.txt replaces the crawl: it is the site's own full text for
+  language models.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from ragserver.crawl.fetch import Fetched, Fetcher, SkippedPage
 from ragserver.crawl.markdown import Converter, prepare_crawl4ai
 from ragserver.crawl.request import CrawlRequest
 from ragserver.crawl.robots import Robots, load_robots
-from ragserver.crawl.urls import Scope, canonicalize, url_kind
+from ragserver.crawl.scope import Scope
+from ragserver.crawl.urls import canonicalize, url_kind
 from ragserver.domain import Document
 from ragserver.errors import CrawlError, RagServerError, TargetRefused
 
@@ -75,7 +77,7 @@ class Crawler:
     """One crawl run of `request`; create a new one per crawl.
 
     It reads the start URL, the depth, the page budget (CRAWL_MAX_PAGES when the request gives
-    none) and the include/exclude globs (fnmatch) from the request.
+    none), the scope, the include/exclude patterns and the request headers from the request.
     """
 
     def __init__(
@@ -110,8 +112,11 @@ class Crawler:
             raise TargetRefused(f"only http and https URLs can be crawled: {start_url!r}")
         fetch_start = urldefrag(start_url.strip())[0]
         self._start = start
-        self.scope = Scope(fetch_start, self.request.include_patterns, self.request.exclude_patterns)
-        async with Fetcher(self.settings) as fetcher:
+        self.scope = Scope(
+            fetch_start, self.request.include_patterns, self.request.exclude_patterns, self.request.scope
+        )
+        fetcher = Fetcher(self.settings, headers=self.request.headers, send_headers_to=self.scope.same_site)
+        async with fetcher:
             self.fetcher = fetcher
             await fetcher.guard.check_url(fetch_start)
             if self.settings.browser_cdp_url:

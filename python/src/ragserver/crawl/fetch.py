@@ -18,7 +18,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -28,6 +28,7 @@ from ragserver.clock import Clock, LoopClock
 from ragserver.config import Settings
 from ragserver.crawl.guard import Guard, GuardedResolver, RefusedAddress
 from ragserver.errors import CrawlError, TargetRefused
+from ragserver.logredact import mask_in_logs
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,26 @@ class Fetched:
 
 
 class Fetcher:
-    """One HTTP client for a crawl: concurrency limit, per-host delay, guarded redirects, retries."""
+    """One HTTP client for a crawl: concurrency limit, per-host delay, guarded redirects, retries.
 
-    def __init__(self, settings: Settings, guard: Guard | None = None, clock: Clock | None = None) -> None:
+    `headers` (a crawl's own, e.g. a token for private docs) go with every request to a URL that
+    `send_headers_to` accepts (the crawl's hosts), never to another host a redirect or a
+    sitemap names; their values are masked in the logs from the moment the fetcher has them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        guard: Guard | None = None,
+        clock: Clock | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        send_headers_to: Callable[[str], bool] | None = None,
+    ) -> None:
         self.settings = settings
+        self._headers = dict(headers or {})
+        self._send_headers_to = send_headers_to or (lambda url: False)
+        mask_in_logs(self._headers.values())
         self.guard = guard or Guard(settings)
         self.clock: Clock = clock or LoopClock()  # paces retries and the per-host delay
         self.max_bytes = settings.crawl_max_page_bytes
@@ -173,7 +190,8 @@ class Fetcher:
         async with self._slots:
             await self._polite(url)
             try:
-                async with self._session.get(url, allow_redirects=False) as resp:
+                extra = self._headers if self._headers and self._send_headers_to(url) else None
+                async with self._session.get(url, allow_redirects=False, headers=extra) as resp:
                     headers = {k: v for k, v in resp.headers.items()}
                     if resp.status >= 300:
                         return resp.status, headers, None

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from ragserver.crawl.headers import MAX_HEADERS, checked_headers
+from ragserver.crawl.scope import DEFAULT_SCOPE, BadPattern, ScopeName, compile_pattern
 from ragserver.domain import MAX_LABEL_CHARS, NO_NUL_PATTERN
 from ragserver.errors import InputError
 
@@ -36,8 +38,23 @@ class CrawlRequest(BaseModel):
     version: Label = Field(None, description="The version of that library the site documents")
     max_depth: int = Field(2, ge=0, le=MAX_DEPTH_LIMIT, description="Link depth from the start page (0 = it alone)")
     max_pages: int | None = Field(None, ge=1, le=MAX_PAGES_LIMIT, description="Page budget; default CRAWL_MAX_PAGES")
-    include_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
-    exclude_patterns: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    scope: ScopeName = Field(
+        DEFAULT_SCOPE,
+        description="subpages: under the start URL's folder; hostname: its host; domain: its domain and subdomains",
+    )
+    include_patterns: list[Pattern] = Field(
+        default_factory=list,
+        max_length=MAX_PATTERNS,
+        description="Visit only URLs matching one of these: a glob of the whole URL, or a /regex/ searched in it",
+    )
+    exclude_patterns: list[Pattern] = Field(
+        default_factory=list, max_length=MAX_PATTERNS, description="Never visit URLs matching one of these (wins)"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_HEADERS,
+        description="Request headers sent to the crawled hosts (e.g. Authorization); never logged or returned",
+    )
     extract_code_examples: bool = True
 
     @field_validator("url")
@@ -48,6 +65,23 @@ class CrawlRequest(BaseModel):
         if not url:
             raise ValueError("url is required")
         return url
+
+    @field_validator("include_patterns", "exclude_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        """A /regex/ that does not compile is refused here, naming it, before anything is stored."""
+        for pattern in patterns:
+            try:
+                compile_pattern(pattern)
+            except BadPattern as exc:
+                raise ValueError(str(exc)) from exc
+        return patterns
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable(cls, headers: dict[str, str]) -> dict[str, str]:
+        """Header names and values that could split or reframe a request are refused (422), values unquoted."""
+        return checked_headers(headers)
 
     @classmethod
     def checked(cls, **fields: object) -> CrawlRequest:

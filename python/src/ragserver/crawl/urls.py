@@ -1,4 +1,4 @@
-"""URL canonicalization and scope rules, so each page is fetched and stored once.
+"""URL canonicalization, so each page is fetched and stored once (which URLs a crawl visits: scope.py).
 
 Two URLs that name the same page (fragment, default port, trailing slash, tracking parameters,
 query order, host case) map to the same canonical string; the crawler dedupes on it and stores
@@ -7,9 +7,7 @@ the page under it.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 TRACKING_PARAMS = frozenset(
@@ -77,12 +75,6 @@ def _kept_params(query: str) -> list[tuple[str, str]]:
     ]
 
 
-def site_key(url: str) -> str:
-    """The host a URL belongs to for 'within the site' checks (a leading www. is ignored)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host.removeprefix("www.")
-
-
 def looks_binary(url: str) -> bool:
     """True when the path ends in an extension that is never an HTML or text page."""
     path = urlsplit(url).path.lower()
@@ -99,27 +91,3 @@ def url_kind(url: str) -> str:
     if name.endswith((".txt", ".md", ".markdown")):
         return "text"
     return "page"
-
-
-@dataclass
-class Scope:
-    """Which URLs a crawl may visit: the start URL's site, narrowed by include/exclude glob patterns."""
-
-    start_url: str
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.site = site_key(self.start_url)
-
-    def same_site(self, url: str) -> bool:
-        """True when `url` is on the start URL's host (http and https alike)."""
-        return site_key(url) == self.site
-
-    def allows(self, url: str) -> bool:
-        """True when the crawl may fetch `url` as a page."""
-        if not self.same_site(url) or looks_binary(url):
-            return False
-        if self.include and not any(fnmatch.fnmatchcase(url, p) for p in self.include):
-            return False
-        return not any(fnmatch.fnmatchcase(url, p) for p in self.exclude)
