@@ -31,7 +31,12 @@ SHUTDOWN_POLL_S = 0.05
 
 @dataclass
 class Route:
-    """One answer of the site; `fail_first` answers `fail_status` that many times before succeeding."""
+    """One answer of the site; `fail_first` answers `fail_status` that many times before succeeding.
+
+    With `etag` / `last_modified` the answer carries those validators, and a request that sends
+    them back (If-None-Match / If-Modified-Since) gets 304 Not Modified. `hold`: the answer waits
+    until the event is set (a page still on its way while a test looks at the store).
+    """
 
     body: bytes | str = b""
     status: int = 200
@@ -41,6 +46,9 @@ class Route:
     fail_first: int = 0
     fail_status: int = 503
     gzip_body: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    hold: threading.Event | None = None
 
 
 def page(title: str, body: str, links: list[str] | tuple[str, ...] = ()) -> Route:
@@ -81,6 +89,8 @@ class FixtureSite:
     def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1") -> None:
         self.routes = dict(routes)
         self.hits: Counter[str] = Counter()
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, request headers) of every request, in order
+        self.not_modified: Counter[str] = Counter()  # 304s answered, per path
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
@@ -114,14 +124,30 @@ class FixtureSite:
                 return Route("busy", status=route.fail_status, headers={"Retry-After": "0"})
             return route
 
+    @staticmethod
+    def _unchanged(route: Route, if_none_match: str | None, if_modified_since: str | None) -> bool:
+        """Whether a conditional request's validators match the route's (If-None-Match decides when sent)."""
+        if route.status != 200:
+            return False
+        if if_none_match is not None:
+            return route.etag is not None and if_none_match == route.etag
+        return if_modified_since is not None and if_modified_since == route.last_modified
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                with site._lock:
+                    site.requests.append((self.path, dict(self.headers.items())))
                 route = site._answer(self.path)
+                if route.hold is not None:
+                    route.hold.wait()
                 if route.delay_s:
                     time.sleep(route.delay_s)
+                if site._unchanged(route, self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")):
+                    site.not_modified[self.path] += 1
+                    route = Route(b"", status=304, etag=route.etag, last_modified=route.last_modified)
                 body = route.body.replace("{base}", site.base) if isinstance(route.body, str) else route.body
                 data = body.encode() if isinstance(body, str) else body
                 if route.gzip_body:
@@ -132,6 +158,10 @@ class FixtureSite:
                     self.send_header("Content-Length", str(len(data)))
                     for key, value in route.headers.items():
                         self.send_header(key, value.replace("{base}", site.base))
+                    if route.etag:
+                        self.send_header("ETag", route.etag)
+                    if route.last_modified:
+                        self.send_header("Last-Modified", route.last_modified)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):

@@ -32,6 +32,7 @@ from ragserver.crawl import discover
 from ragserver.crawl.browser import Renderer
 from ragserver.crawl.fetch import Fetched, Fetcher, SkippedPage
 from ragserver.crawl.markdown import Converter, prepare_crawl4ai
+from ragserver.crawl.refresh import PreviousCrawl, RefreshCounts, content_hash
 from ragserver.crawl.request import CrawlRequest
 from ragserver.crawl.robots import Robots, load_robots
 from ragserver.crawl.scope import Scope
@@ -58,6 +59,7 @@ class CrawlStats:
     sitemap_urls: int = 0
     llms_files: int = 0
     errors: list[str] = field(default_factory=list)
+    changes: RefreshCounts = field(default_factory=RefreshCounts)
 
     def counts(self) -> dict[str, int]:
         """The counters under the names progress snapshots use."""
@@ -67,6 +69,7 @@ class CrawlStats:
             "pages_failed": self.failed,
             "pages_skipped": self.skipped,
             "robots_blocked": self.robots_blocked,
+            **self.changes.counts(),
         }
 
 
@@ -86,13 +89,15 @@ class Crawler:
         request: CrawlRequest,
         on_progress: ProgressCallback | None = None,
         converter: Converter | None = None,
+        previous: PreviousCrawl | None = None,
     ) -> None:
         self.settings = settings
         self.converter = converter or Converter(settings.data_dir, workers=1)
         self.request = request
         self.max_depth = request.max_depth
         self.max_pages = request.max_pages or settings.crawl_max_pages
-        self.stats = CrawlStats()
+        self.previous = previous or PreviousCrawl()  # a refresh: what the last crawl stored
+        self.stats = CrawlStats(changes=self.previous.counts)
         self._notify = on_progress or (lambda step, stats: None)
         self._claimed: set[str] = set()
         self._frontier: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -123,7 +128,10 @@ class Crawler:
                 self._renderer = Renderer(self.settings, fetcher.guard)
             try:
                 async for doc in self._run(fetch_start, start):
+                    self.previous.record(doc.url, carried=doc.carried_from is not None)
                     yield doc
+                self.previous.finish()
+                self._notify("crawling", self.stats)
             finally:
                 if self._renderer is not None:
                     await self._renderer.close()
@@ -198,6 +206,7 @@ class Crawler:
         for doc in docs:
             if self.stats.crawled >= self.max_pages:
                 return
+            self._compare(doc)
             self.stats.found += 1
             self.stats.crawled += 1
             self._notify("crawling", self.stats)
@@ -271,7 +280,7 @@ class Crawler:
     async def _page(self, url: str, depth: int) -> Document | None:
         """Fetch and convert one page and queue its links; None for a page that is not stored."""
         try:
-            page = await self.fetcher.get(url, same_site=self.scope.same_site)
+            page = await self.fetcher.get(url, same_site=self.scope.same_site, conditions=self._conditions)
             final = canonicalize(page.final_url)
             if final is None or (final != canonicalize(url) and not self._claim_redirect(final)):
                 self.stats.skipped += 1
@@ -291,7 +300,16 @@ class Crawler:
         if depth < self.max_depth:
             for link in links:
                 self._enqueue(link, depth + 1)
-        return doc if doc.markdown.strip() else None
+        return doc if doc.carried_from is not None or doc.markdown.strip() else None
+
+    def _conditions(self, url: str) -> dict[str, str]:
+        """The conditional headers of a fetch of `url` (a page the previous crawl stored)."""
+        return self.previous.conditions(canonicalize(url) or url)
+
+    def _compare(self, doc: Document) -> None:
+        """Stamp a fetched document with its content hash; carried when the previous crawl stored the same."""
+        doc.content_hash = content_hash(doc.title, doc.markdown)
+        doc.carried_from = self.previous.unchanged(doc.url, doc.title, doc.markdown)
 
     def _claim_redirect(self, final: str) -> bool:
         """A redirect target is stored only if no other URL already claimed it (and it is in scope)."""
@@ -307,6 +325,25 @@ class Crawler:
         log.info("failed %s: %s", url, message)
 
     async def _document(self, page: Fetched, url: str, depth: int) -> tuple[Document, list[str]]:
+        """The page as a Document (stamped for a refresh) and the links to follow from it."""
+        if page.not_modified:
+            return await self._not_modified(page, url)
+        doc, links = await self._converted(page, url, depth)
+        doc.etag, doc.last_modified, doc.links = page.etag, page.last_modified, links
+        self._compare(doc)
+        return doc, links
+
+    async def _not_modified(self, page: Fetched, url: str) -> tuple[Document, list[str]]:
+        """A 304: the stored page is carried, and its stored links are followed."""
+        stored = self.previous.page(url)
+        if stored is None:  # validators of another URL's page (a redirect): nothing stored to carry here
+            raise SkippedPage(f"{url} answered 304 to a request that was not conditional")
+        etag = page.etag or stored["etag"]
+        last_modified = page.last_modified or stored["last_modified"]
+        doc = Document(url, "", "", etag=etag, last_modified=last_modified, carried_from=stored["page_id"])
+        return doc, await self.previous.links(url)
+
+    async def _converted(self, page: Fetched, url: str, depth: int) -> tuple[Document, list[str]]:
         if page.content_type in HTML_TYPES:
             if self._renderer is not None:
                 html = await self._renderer.render(page.final_url)

@@ -69,6 +69,14 @@ class Fetched:
     content_type: str
     body: bytes
     charset: str | None = None
+    #: the answer's validators, sent back by a refresh to ask whether the page changed
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        """The answer to a conditional request: the page is as the validators sent describe it."""
+        return self.status == 304
 
     def text(self) -> str:
         """The body decoded with the declared charset, else UTF-8 (bad bytes replaced)."""
@@ -137,8 +145,17 @@ class Fetcher:
         """Raise the politeness delay for one host (robots.txt Crawl-delay)."""
         self._host_delay[host] = max(self.delay_s, seconds)
 
-    async def get(self, url: str, *, same_site: Callable[[str], bool] | None = None) -> Fetched:
+    async def get(
+        self,
+        url: str,
+        *,
+        same_site: Callable[[str], bool] | None = None,
+        conditions: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> Fetched:
         """Fetch `url`, following redirects that stay on the site (each hop guarded).
+
+        `conditions` gives the If-None-Match / If-Modified-Since headers of a hop's URL (a
+        refresh); a 304 answer is returned as a Fetched without a body (`not_modified`).
 
         Raises TargetRefused (guard), SkippedPage (binary, too large, off-site or looping
         redirect) or CrawlError (HTTP error after retries, timeout, connection failure).
@@ -147,7 +164,9 @@ class Fetcher:
         current = url
         await self.guard.check_url(current)
         for _ in range(MAX_REDIRECTS + 1):
-            status, headers, body = await self._request_with_retries(current)
+            status, headers, body = await self._request_with_retries(current, conditions(current) if conditions else {})
+            if status == 304:
+                return Fetched(url, current, status, "", b"", None, headers.get("ETag"), headers.get("Last-Modified"))
             if 300 <= status < 400 and "Location" in headers:
                 target = urljoin(current, headers["Location"])
                 await self.guard.check_url(target)
@@ -162,14 +181,17 @@ class Fetcher:
                 raise CrawlError(f"HTTP {status} for {current}", details={"status": status})
             ctype = headers.get("Content-Type", "")
             mime = ctype.split(";")[0].strip().lower() or "text/html"
-            return Fetched(url, current, status, mime, body or b"", _charset(ctype))
+            validators = headers.get("ETag"), headers.get("Last-Modified")
+            return Fetched(url, current, status, mime, body or b"", _charset(ctype), *validators)
         raise SkippedPage(f"more than {MAX_REDIRECTS} redirects from {url}")
 
-    async def _request_with_retries(self, url: str) -> tuple[int, dict[str, str], bytes | None]:
+    async def _request_with_retries(
+        self, url: str, conditions: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes | None]:
         attempt = 0
         while True:
             try:
-                status, headers, body = await self._request(url)
+                status, headers, body = await self._request(url, conditions)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 if attempt >= self.retries:
                     raise CrawlError(f"{url}: {_describe(exc)}") from exc
@@ -184,14 +206,15 @@ class Fetcher:
             log.debug("retrying %s in %.1fs (attempt %d)", url, wait, attempt)
             await self.clock.sleep(wait)
 
-    async def _request(self, url: str) -> tuple[int, dict[str, str], bytes | None]:
+    async def _request(self, url: str, conditions: Mapping[str, str]) -> tuple[int, dict[str, str], bytes | None]:
         """One GET without redirects; the body is read only for a final, textual, small enough answer."""
         assert self._session is not None, "use `async with Fetcher(...)`"
         async with self._slots:
             await self._polite(url)
             try:
-                extra = self._headers if self._headers and self._send_headers_to(url) else None
-                async with self._session.get(url, allow_redirects=False, headers=extra) as resp:
+                extra = dict(self._headers) if self._headers and self._send_headers_to(url) else {}
+                extra.update(conditions)
+                async with self._session.get(url, allow_redirects=False, headers=extra or None) as resp:
                     headers = {k: v for k, v in resp.headers.items()}
                     if resp.status >= 300:
                         return resp.status, headers, None

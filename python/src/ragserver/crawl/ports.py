@@ -11,17 +11,29 @@ from typing import Any, Protocol
 from ragserver.domain import SourceInfo
 from ragserver.ingest.service import Documents
 from ragserver.progress import Operation, Result
+from ragserver.store.store import PreviousPage
 
 
 class CrawlStore(Protocol):
-    """A stored source, read back to repeat its crawl."""
+    """A stored source, read back to repeat its crawl, and what its last crawl stored (a refresh)."""
 
     async def get_source(self, source_id: str) -> dict[str, Any]: ...
+
+    async def previous_pages(self, source_id: str) -> list[PreviousPage]: ...
+
+    async def page_links(self, page_id: int) -> list[str]: ...
 
 
 class DocumentSink(Protocol):
     """Where crawled pages go: one ingest run per crawl (IngestService.ingest_documents)."""
 
     async def ingest_documents(
-        self, source: SourceInfo, documents: Documents, op: Operation, kind: str, *, total: int | None = None
+        self,
+        source: SourceInfo,
+        documents: Documents,
+        op: Operation,
+        kind: str,
+        *,
+        total: int | None = None,
+        progressive: bool = False,
     ) -> Result: ...

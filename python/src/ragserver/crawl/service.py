@@ -2,7 +2,10 @@
 
 The crawler yields Documents; `IngestService.ingest_documents` chunks, embeds and writes them in
 bounded batches inside one ingest run (begin_run ... commit_run), so a crawl that fails or is
-stopped leaves the source's previous content in place and never duplicates it. A source's id is
+stopped leaves the source's previous content in place and never duplicates it. The first crawl of
+a source runs progressive: its pages are searchable as they are written, and stopped early it
+keeps them (partial) until a refresh replaces them. A refresh is incremental (crawl/refresh.py):
+pages unchanged since the previous crawl are carried over with their chunks and vectors. A source's id is
 derived from the canonical start URL: crawling the same URL again is a refresh of that source.
 The crawl options are kept in the source's metadata so a refresh repeats the same crawl. The
 tracker's runner ends each crawl's operation and cancels it the moment a stop is asked for.
@@ -22,6 +25,7 @@ from ragserver.crawl.crawler import Crawler, CrawlStats
 from ragserver.crawl.guard import Guard
 from ragserver.crawl.markdown import Converter
 from ragserver.crawl.ports import CrawlStore, DocumentSink
+from ragserver.crawl.refresh import PreviousCrawl
 from ragserver.crawl.request import MAX_PAGES_LIMIT, CrawlRequest
 from ragserver.crawl.urls import canonicalize
 from ragserver.domain import SourceInfo, source_labels
@@ -117,13 +121,18 @@ class CrawlService:
 
     async def _run(self, request: CrawlRequest, op: Operation, on_progress: SnapshotCallback | None = None) -> Result:
         """Crawl and ingest as one run of the source; the runner ends `op` from the outcome."""
-        crawler = Crawler(
-            self.settings, request, on_progress=_reporter(op, request, on_progress), converter=self.converter
-        )
         source = _source_info(request)
         try:
+            previous = PreviousCrawl(await self.store.previous_pages(source.source_id), self.store.page_links)
+            crawler = Crawler(
+                self.settings,
+                request,
+                on_progress=_reporter(op, request, on_progress),
+                converter=self.converter,
+                previous=previous,
+            )
             async with contextlib.aclosing(crawler.documents()) as pages:  # a stop closes the fetchers at once
-                counts = await self.ingest.ingest_documents(source, pages, op, kind="crawl")
+                counts = await self.ingest.ingest_documents(source, pages, op, kind="crawl", progressive=True)
         finally:
             if self._running.get(source.source_id) is op:
                 del self._running[source.source_id]
