@@ -1,4 +1,4 @@
-"""HTML -> (title, markdown, links) with crawl4ai's LXML scraping strategy and markdown generator.
+"""Crawled pages to markdown off the event loop, through the one conversion uploads use (ingest/html.py).
 
 crawl4ai is imported lazily, on the first page: importing it is slow, pulls in
 playwright's Python module, and creates its home folder (~/.crawl4ai, or
@@ -17,26 +17,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any
 
+from ragserver.ingest.content import ContentRules
+from ragserver.ingest.html import Converted, convert_html
 from ragserver.lowpriority import bulk_executor, lower_current_thread
-
-# Sphinx/MkDocs heading permalinks ("[¶](url#anchor)") add noise to every heading and chunk.
-PERMALINK = re.compile(r"\[[¶#§]\]\([^)]*\)")
-
-
-@dataclass
-class Converted:
-    """What one HTML page yields: its title, its markdown (code blocks fenced) and its links."""
-
-    title: str
-    markdown: str
-    links: list[str]
 
 
 def prepare_crawl4ai(data_dir: Path) -> None:
@@ -51,36 +37,18 @@ def _start_worker(data_dir: Path, nice: int) -> None:
     lower_current_thread(nice)
 
 
-@cache
-def _tools() -> tuple[Any, Any]:
-    from crawl4ai.content_scraping_strategy import LXMLWebScrapingStrategy
-    from crawl4ai.markdown_generation_strategy import DefaultMarkdownGenerator
-
-    return LXMLWebScrapingStrategy(), DefaultMarkdownGenerator()
-
-
-def convert(url: str, html: str) -> Converted:
-    """Scrape one page: crawl4ai cleans the HTML, finds links, and writes markdown with fenced code."""
-    scraper, generator = _tools()
-    scraped = scraper.scrap(url, html)
-    result = generator.generate_markdown(scraped.cleaned_html, base_url=url, citations=False)
-    links = [link.href for link in scraped.links.internal + scraped.links.external if link.href]
-    title = (scraped.metadata or {}).get("title") or ""
-    markdown = PERMALINK.sub("", result.raw_markdown).strip()
-    return Converted(title.strip(), markdown, links)
-
-
 class Converter:
-    """`convert` off the event loop: in worker processes, or in one thread when workers == 1."""
+    """`convert_html` off the event loop: in worker processes, or in one thread when workers == 1."""
 
     def __init__(self, data_dir: Path, workers: int, nice: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.workers = workers if workers > 0 else (os.cpu_count() or 1)
         self.nice = nice
         self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
+        prepare_crawl4ai(self.data_dir)  # before any upload imports crawl4ai in this process
 
-    async def convert(self, url: str, html: str) -> Converted:
-        """Title, markdown and links of one page."""
+    async def convert(self, url: str, html: str, rules: ContentRules | None = None) -> Converted:
+        """Title, main-content markdown, links and link share of one page (`rules`: the crawl's selectors)."""
         if self._pool is None and self.workers == 1:
             self._pool = bulk_executor("convert", self.nice)
         elif self._pool is None:
@@ -91,7 +59,9 @@ class Converter:
                 initializer=_start_worker,
                 initargs=(self.data_dir, self.nice),
             )
-        return await asyncio.get_running_loop().run_in_executor(self._pool, convert, url, html)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, convert_html, html, url, rules or ContentRules()
+        )
 
     def close(self) -> None:
         """Stop the worker processes (pending conversions are cancelled)."""

@@ -10,17 +10,21 @@ sentences, then lines, then words. A code block beyond that cap (a whole source 
 fence, or a fence never closed) is cut at lines into fenced pieces, and headings are capped:
 Postgres cannot full-text index a chunk whose tsvector passes 1 MB, so such a chunk would fail
 the whole document's write.
+
+Chunks carry words, not link targets: links become their text and images their alt text
+(links.py) in everything but code, while the document's markdown keeps its links for reading.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ragserver.domain import Chunk, CodeExample, Document
 from ragserver.ingest import blocks as md
 from ragserver.ingest.formats import TEXT
+from ragserver.ingest.links import link_words
 
 CountTokens = Callable[[list[str]], list[int]]
 
@@ -71,7 +75,8 @@ def chunk_document(
     examples: list[CodeExample] = []
     is_markdown = doc.metadata.get("format") != TEXT
     carried = {key: doc.metadata[key] for key in CHUNK_METADATA_KEYS if key in doc.metadata}
-    for path, section in _sections(md.iter_blocks(doc.markdown, markdown=is_markdown)):
+    blocks = md.iter_blocks(doc.markdown, markdown=is_markdown)
+    for path, section in _sections(_without_link_targets(blocks) if is_markdown else blocks):
         context = _fitting_context(doc.title, path, room, count)
         budget = room - (count([context])[0] + PARAGRAPH_JOIN_COST if context else 0)
         for body in _pack(section, max(budget, 1), count):
@@ -90,6 +95,17 @@ def _net(count_tokens: CountTokens, overhead: int) -> CountTokens:
         return [max(0, n - overhead) for n in count_tokens(texts)] if texts else []
 
     return count
+
+
+def _without_link_targets(blocks: Iterator[md.Block]) -> Iterator[md.Block]:
+    """Headings and paragraphs with link words only (code as written); a paragraph left blank goes."""
+    for block in blocks:
+        if block.kind == md.CODE:
+            yield block
+            continue
+        text = link_words(block.text)
+        if text.strip() or block.kind == md.HEADING:
+            yield replace(block, text=text.strip() if block.kind == md.HEADING else text)
 
 
 def _sections(blocks: Iterator[md.Block]) -> Iterator[tuple[list[str], list[md.Block]]]:

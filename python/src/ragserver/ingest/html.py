@@ -1,98 +1,185 @@
-"""HTML to markdown for uploaded .html files, built on markdownify + BeautifulSoup.
+"""HTML to markdown, the one path for crawled pages and uploaded .html files alike.
 
-Page chrome (nav, scripts, styles, forms) is dropped before conversion; the main content
-element is preferred when the page marks one. Code blocks come out as fenced blocks with the
-language found in the usual class names (`language-x`, `lang-x`, Sphinx `highlight-x`), and the
-fence grows when the code itself contains backtick runs, so the chunker never sees a broken fence.
+The page is parsed once with lxml; its links (for the crawler's discovery) are read from the
+whole page, then it is cut to its main content (content.py) and crawl4ai's markdown generator
+writes the markdown. The cut happens on the tree rather than through crawl4ai's scraper
+exclusions, because those remove the excluded elements before links are collected, and the
+sidebar's links are how a crawl finds a site's pages.
+
+Code blocks are fenced here, not by the generator: each <pre> is swapped for a placeholder,
+and comes back as a fence carrying the language found in the usual class names (`language-x`,
+`lang-x`, Sphinx `highlight-x`), exactly as written, and with a fence longer than any backtick
+run in the code, so the chunker never sees a broken fence.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from functools import cache
+from html.parser import HTMLParser
 from itertools import islice
+from typing import Any
+from urllib.parse import urldefrag, urljoin
 
-from bs4 import BeautifulSoup, Tag
-from markdownify import ATX, MarkdownConverter
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no types
+from lxml.html import HtmlElement, document_fromstring, tostring  # type: ignore[import-untyped]
 
 from ragserver.errors import InputError
+from ragserver.ingest.content import ContentRules, main_content
+from ragserver.ingest.links import LINK_DENSE_SHARE, link_share
 
-_DROP = ["script", "style", "noscript", "template", "nav", "iframe", "svg", "form", "button", "head"]
-_PAGE_CHROME = ["header", "footer", "aside"]
-_LANG_CLASS = re.compile(r"^(?:language|lang|highlight|sourceCode)-([\w+#.-]+)$")
-_BACKTICK_RUN = re.compile(r"`{3,}")
-_BLANK_RUNS = re.compile(r"\n{3,}")
 # The parse tree's memory grows with the number of elements (RELIABILITY.md has the measured cost):
 # MAX_TAGS is a few times the element count of the largest page of the Python docs (contents.html).
 # More is refused before parsing, so a hostile upload of <div> after <div> cannot exhaust memory.
 MAX_TAGS = 500_000
+# Sphinx/MkDocs heading permalinks ("[¶](url#anchor)") add noise to every heading and chunk.
+PERMALINK = re.compile(r"\[[¶#§]\]\([^)]*\)")
+_LANG_CLASS = re.compile(r"^(?:language|lang|highlight|sourceCode)-([\w+#.-]+)$")
+_BACKTICK_RUN = re.compile(r"`{3,}")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_CODE_HOLE = "\ue002{}\ue003"
+_FENCED_HOLE = re.compile(r"^[ \t]*```[^\n]*\n[ \t]*\ue002(\d+)\ue003[ \t]*\n[ \t]*```[ \t]*$", re.MULTILINE)
+_BARE_HOLE = re.compile("\ue002(\\d+)\ue003")
+_NOT_FOLLOWED = ("javascript:", "mailto:", "tel:", "data:")
+_HIDDEN = frozenset({"script", "style", "noscript", "template"})
 
 
-class _Converter(MarkdownConverter):
-    """markdownify with fences that survive code containing ``` runs."""
+@dataclass
+class Converted:
+    """What one HTML page yields: title, markdown (links kept, code fenced), links, share of link text."""
 
-    def convert_pre(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        block: str = super().convert_pre(el, text, parent_tags)  # type: ignore[misc]  # the stub omits convert_*
-        longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
-        if not longest:
-            return block
-        fence = "`" * (longest + 1)
-        head, _, rest = block.partition("```")
-        body, _, tail = rest.rpartition("```")
-        return f"{head}{fence}{body}{fence}{tail}"
+    title: str
+    markdown: str
+    links: list[str] = field(default_factory=list)
+    link_share: float = 0.0
 
-
-def _code_language(pre: Tag) -> str | None:
-    """The language named by a class on the <pre>, its <code> child, or a close wrapper (Sphinx nests two)."""
-    for el in [pre, pre.find("code"), *islice(pre.parents, 3)]:
-        if not isinstance(el, Tag):
-            continue
-        for cls in el.get("class") or []:
-            match = _LANG_CLASS.match(cls)
-            if match and match.group(1).lower() not in {"default", "none", "text"}:
-                return match.group(1).lower()
-    return None
+    @property
+    def link_dense(self) -> bool:
+        """An index, table of contents or sitemap page: followed for its links, not worth embedding."""
+        return self.link_share >= LINK_DENSE_SHARE
 
 
-def _content_root(soup: BeautifulSoup) -> Tag:
-    """The element holding the page's content: <main>, a single <article>, or the whole body."""
-    main = soup.find_all("main")
-    if len(main) == 1:
-        return main[0]
-    articles = soup.find_all("article")
-    if len(articles) == 1:
-        return articles[0]
-    return soup.body or soup
+@dataclass
+class _Code:
+    text: str
+    language: str
 
 
-def _strip_chrome(soup: BeautifulSoup) -> None:
-    for tag in soup.find_all(_DROP):
-        tag.decompose()
-    for tag in soup.find_all(role="navigation"):
-        tag.decompose()
-    for tag in soup.find_all(_PAGE_CHROME):
-        if tag.find_parent(["article", "main"]) is None:
-            tag.decompose()
+def convert_html(html: str, url: str = "", rules: ContentRules | None = None) -> Converted:
+    """The page's main content as markdown; `url` resolves its links (uploads have none: links stay as written).
 
-
-def html_to_markdown(html: str) -> tuple[str, str]:
-    """(title, markdown) of an HTML page; title is '' when the page has none.
-
-    markdownify converts recursively, so pathologically nested markup (hostile or generated)
-    falls back to the page's plain text rather than failing the upload.
+    InputError for a page of more than MAX_TAGS tags.
     """
     if html.count("<") > MAX_TAGS:
         raise InputError(f"the HTML has more than {MAX_TAGS} tags; split it into smaller files")
-    soup = BeautifulSoup(html, "lxml")
-    title_tag = soup.find("title")
-    title = title_tag.get_text(" ", strip=True) if title_tag else ""
-    _strip_chrome(soup)
-    root = _content_root(soup)
-    if not title:
-        h1 = root.find("h1")
-        title = h1.get_text(" ", strip=True) if h1 else ""
-    converter = _Converter(heading_style=ATX, code_language_callback=_code_language, bullets="-")
+    if not html.strip():
+        return Converted("", "")
     try:
-        markdown = converter.convert_soup(root)
-    except RecursionError:
-        markdown = root.get_text("\n")
-    return title, _BLANK_RUNS.sub("\n\n", markdown).strip()
+        doc = document_fromstring(html)
+    except etree.ParserError:  # nothing but a comment or a doctype
+        return Converted("", "")
+    title = " ".join((doc.findtext(".//title") or "").split())
+    links = _links(doc, url)
+    roots = main_content(doc, rules or ContentRules())
+    if not roots:  # no element keeps text once its chrome is gone (or lxml's depth limit lost it)
+        return Converted(title, whole_text(html), links)
+    if not title:
+        h1 = next((el for root in roots for el in root.iter("h1")), None)
+        title = " ".join(h1.text_content().split()) if h1 is not None else ""
+    share = link_share(roots)
+    codes = [_take_code(pre, number) for number, pre in enumerate(_outer_pres(roots))]
+    content = "".join(tostring(root, encoding="unicode", with_tail=False) for root in roots)
+    try:
+        markdown = (
+            _generator()
+            .generate_markdown(
+                f"<div>{content}</div>", base_url=url, citations=False, html2text_options={"ul_item_mark": "-"}
+            )
+            .raw_markdown
+        )
+    except RecursionError:  # pathologically nested markup: its text rather than a failure
+        markdown = "\n".join(root.text_content() for root in roots)
+    markdown = _BLANK_RUNS.sub("\n\n", PERMALINK.sub("", markdown))
+    return Converted(title, _restore_code(markdown, codes).strip(), links, share)
+
+
+def whole_text(html: str) -> str:
+    """All the text of a page outside scripts and styles, read as a stream (no tree, so no depth limit)."""
+    reader = _TextReader()
+    reader.feed(html)
+    reader.close()
+    return _BLANK_RUNS.sub("\n\n", "".join(reader.parts)).strip()
+
+
+class _TextReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in _HIDDEN
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in _HIDDEN and self._hidden > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+@cache
+def _generator() -> Any:
+    """crawl4ai's markdown generator, imported on first use (the import is slow; markdown.py explains)."""
+    from crawl4ai.markdown_generation_strategy import DefaultMarkdownGenerator
+
+    return DefaultMarkdownGenerator()
+
+
+def _links(doc: HtmlElement, url: str) -> list[str]:
+    """Every page the page links to (chrome included), absolute when `url` is given, once each, no fragments."""
+    base = urljoin(url, doc.find(".//base").get("href") or "") if doc.find(".//base") is not None else url
+    found: dict[str, None] = {}
+    for el in doc.iter("a", "area"):
+        href = (el.get("href") or "").strip()
+        if href and not href.startswith("#") and not href.lower().startswith(_NOT_FOLLOWED):
+            found.setdefault(urldefrag(urljoin(base, href) if base else href)[0], None)
+    return list(found)
+
+
+def _outer_pres(roots: list[HtmlElement]) -> list[HtmlElement]:
+    return [pre for root in roots for pre in root.iter("pre") if not any(p.tag == "pre" for p in pre.iterancestors())]
+
+
+def _take_code(pre: HtmlElement, number: int) -> _Code:
+    """The code of a <pre>, which is left holding placeholder `number` (the generator passes it through)."""
+    code = _Code(pre.text_content().strip("\n"), _code_language(pre))
+    for child in list(pre):
+        pre.remove(child)
+    pre.text = _CODE_HOLE.format(number)
+    return code
+
+
+def _code_language(pre: HtmlElement) -> str:
+    """The language named by a class on the <pre>, its <code> child, or a close wrapper (Sphinx nests two)."""
+    for el in [pre, pre.find("code"), *islice(pre.iterancestors(), 3)]:
+        if el is None:
+            continue
+        for cls in (el.get("class") or "").split():
+            match = _LANG_CLASS.match(cls)
+            if match and match.group(1).lower() not in {"default", "none", "text"}:
+                return match.group(1).lower()
+    return ""
+
+
+def _fence(code: _Code) -> str:
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(code.text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}{code.language}\n{code.text}\n{fence}"
+
+
+def _restore_code(markdown: str, codes: list[_Code]) -> str:
+    """Each placeholder back as its fenced block (the generator's own fence around it replaced)."""
+    markdown = _FENCED_HOLE.sub(lambda match: _fence(codes[int(match.group(1))]), markdown)
+    return _BARE_HOLE.sub(lambda match: "\n\n" + _fence(codes[int(match.group(1))]) + "\n\n", markdown)

@@ -18,7 +18,7 @@ from ragserver.domain import Document
 from ragserver.errors import InputError
 from ragserver.ingest import formats
 from ragserver.ingest.blocks import first_heading
-from ragserver.ingest.html import html_to_markdown
+from ragserver.ingest.html import convert_html
 from ragserver.ingest.pdf import pdf_pages
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<body>.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
@@ -112,7 +112,8 @@ def _parse_text_document(data: bytes, filename: str, kind: str, content_type: st
     text = formats.decode_text(data, content_type)
     title = ""
     if kind == formats.HTML:
-        title, text = html_to_markdown(text)
+        converted = convert_html(text)
+        title, text = converted.title, converted.markdown
     elif kind == formats.MARKDOWN:
         title, text = _split_front_matter(text)
         title = title or first_heading(text)
