@@ -242,6 +242,34 @@ async def test_catalog_answers_the_same_over_both_transports(store: Store, supab
         await supabase_store.read_page(url="https://docs.example/missing", max_chars=10)
 
 
+async def test_progressive_runs_and_carried_pages_over_rpc(supabase_store: Store) -> None:
+    """A first run visible as it writes and kept as partial, then a refresh carrying its page, over RPC."""
+    store = supabase_store
+    docs = SourceInfo("docs", "Docs", "https://docs.example")
+    first = await store.begin_run(docs, "crawl", progressive=True)
+    links = ["https://docs.example/b"]
+    doc = Document("https://docs.example/a", "A", "# A\nalpha", etag='"v1"', content_hash="h", links=links)
+    page_id = await store.write_document("docs", first, doc, [Chunk(0, "alpha text", ["A"])], [], None)
+    assert [
+        h.content
+        for h in await store.hybrid_search("alpha", None, None, match_count=5, source_id="docs", rrf_k=60, candidates=5)
+    ] == ["alpha text"]
+    await store.fail_run("docs", first, "cancelled", "stopped")
+    item = (await store.list_sources())["items"][0]
+    assert item["partial"] and item["last_run_status"] == "partial" and item["page_count"] == 1
+
+    assert await store.previous_pages("docs") == [
+        {"page_id": page_id, "url": doc.url, "etag": '"v1"', "last_modified": None, "content_hash": "h"}
+    ]
+    assert await store.page_links(page_id) == links
+    refresh = await store.begin_run(docs, "crawl", progressive=True)
+    carried = await store.carry_page("docs", refresh, Document(doc.url, "", "", etag='"v1"', carried_from=page_id))
+    assert carried is not None and carried["chunks"] == 1
+    assert await store.commit_run("docs", refresh) == {"pages": 1, "chunks": 1, "code_examples": 0}
+    assert not (await store.list_sources())["items"][0]["partial"]
+    await store.delete_source("docs")
+
+
 async def test_errors_over_rpc(supabase_store: Store) -> None:
     with pytest.raises(NotFound):
         await supabase_store.delete_source("missing")
