@@ -55,6 +55,7 @@ class CrawlStats:
     crawled: int = 0
     failed: int = 0
     skipped: int = 0
+    link_dense: int = 0  # of the skipped: index and table-of-contents pages, followed but not stored
     robots_blocked: int = 0
     sitemap_urls: int = 0
     llms_files: int = 0
@@ -68,6 +69,7 @@ class CrawlStats:
             "pages_crawled": self.crawled,
             "pages_failed": self.failed,
             "pages_skipped": self.skipped,
+            "pages_skipped_link_dense": self.link_dense,
             "robots_blocked": self.robots_blocked,
             **self.changes.counts(),
         }
@@ -164,12 +166,14 @@ class Crawler:
             yield doc
         if not self.stats.crawled:
             detail = "; ".join(self.stats.errors[:3]) or "every page was skipped"
+            if self.stats.link_dense:
+                detail += f" ({self.stats.link_dense} link-dense index pages; keep_link_pages stores them)"
             raise CrawlError(f"no page could be crawled from {start}: {detail}")
 
     async def _discover(self, root: str) -> None:
         """Seed the frontier with the site's llms.txt and sitemap pages (depth 1: linked from the start)."""
         llms = root + "/llms.txt"
-        if await self._is_text_file(llms):
+        if self.scope.allows(llms) and await self._is_text_file(llms):  # out of scope: not even probed
             self._enqueue(llms, 1, count_robots=False)
         sitemaps = self._robots.sitemaps or [root + "/sitemap.xml"]
         await self._seed_sitemaps(sitemaps, depth=1)
@@ -300,6 +304,10 @@ class Crawler:
         if depth < self.max_depth:
             for link in links:
                 self._enqueue(link, depth + 1)
+        if doc.metadata.get("link_dense") and not self.request.keep_link_pages:
+            self.stats.skipped += 1
+            self.stats.link_dense += 1
+            return None
         return doc if doc.carried_from is not None or doc.markdown.strip() else None
 
     def _conditions(self, url: str) -> dict[str, str]:
@@ -349,8 +357,13 @@ class Crawler:
                 html = await self._renderer.render(page.final_url)
             else:
                 html = page.body.decode(_html_charset(page), errors="replace")
-            converted = await self.converter.convert(page.final_url, html)
-            meta = {"content_type": page.content_type, "fetched_url": page.final_url}
+            converted = await self.converter.convert(page.final_url, html, self.request.content_rules())
+            meta = {
+                "content_type": page.content_type,
+                "fetched_url": page.final_url,
+                "link_share": round(converted.link_share, 3),
+                "link_dense": converted.link_dense,
+            }
             title = converted.title or discover.markdown_title(converted.markdown, url)
             return Document(url, title, converted.markdown, meta), converted.links
         if page.content_type.endswith(("xml", "gzip")):

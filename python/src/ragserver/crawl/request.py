@@ -15,6 +15,7 @@ from ragserver.crawl.headers import MAX_HEADERS, checked_headers
 from ragserver.crawl.scope import DEFAULT_SCOPE, BadPattern, ScopeName, compile_pattern
 from ragserver.domain import MAX_LABEL_CHARS, NO_NUL_PATTERN
 from ragserver.errors import InputError
+from ragserver.ingest.content import ContentRules, check_selector
 
 MAX_DEPTH_LIMIT = 10
 MAX_PAGES_LIMIT = 100_000
@@ -22,6 +23,7 @@ MAX_PATTERNS = 50
 MAX_URL_CHARS = 2048
 
 Pattern = Annotated[str, Field(min_length=1, max_length=500)]
+Selector = Annotated[str, Field(min_length=1, max_length=500)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 Label = Annotated[str | None, Field(min_length=1, max_length=MAX_LABEL_CHARS, pattern=NO_NUL_PATTERN)]
 
@@ -55,6 +57,15 @@ class CrawlRequest(BaseModel):
         max_length=MAX_HEADERS,
         description="Request headers sent to the crawled hosts (e.g. Authorization); never logged or returned",
     )
+    content_selector: Selector | None = Field(
+        None, description="CSS selector of the pages' main content (default: the usual docs layouts, then the body)"
+    )
+    exclude_selectors: list[Selector] = Field(
+        default_factory=list, max_length=MAX_PATTERNS, description="CSS selectors of more chrome to cut from pages"
+    )
+    keep_link_pages: bool = Field(
+        False, description="Store index, table-of-contents and sitemap pages too (by default only followed)"
+    )
     extract_code_examples: bool = True
 
     @field_validator("url")
@@ -77,6 +88,14 @@ class CrawlRequest(BaseModel):
                 raise ValueError(str(exc)) from exc
         return patterns
 
+    @field_validator("content_selector", "exclude_selectors")
+    @classmethod
+    def _selects(cls, selectors: str | list[str] | None) -> str | list[str] | None:
+        """A selector lxml cannot compile is refused here (422), naming it, before the crawl starts."""
+        for css in [selectors] if isinstance(selectors, str) else selectors or []:
+            check_selector(css)
+        return selectors
+
     @field_validator("headers")
     @classmethod
     def _sendable(cls, headers: dict[str, str]) -> dict[str, str]:
@@ -91,6 +110,10 @@ class CrawlRequest(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
             raise InputError(f"invalid crawl request: {problems}") from exc
+
+    def content_rules(self) -> ContentRules:
+        """Where this crawl's pages keep their content, for the page conversion."""
+        return ContentRules(self.content_selector, tuple(self.exclude_selectors))
 
     def options(self) -> dict[str, Any]:
         """What the source's metadata keeps to repeat this crawl (its labels are kept on the source)."""
