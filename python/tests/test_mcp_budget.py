@@ -44,8 +44,8 @@ async def test_without_a_budget_every_candidate_is_reranked(api_settings: Settin
 
 
 async def test_a_budget_stops_the_reranking_and_the_rest_keeps_fused_order(api_settings: Settings) -> None:
-    # 1 ms: counting the candidates' tokens and one forward pass already take longer, so at most
-    # the single candidate a fresh server reranks to measure its pace is scored
+    # 1 ms is less than counting the candidates' tokens and one forward pass take on any machine:
+    # the reranking stops long before the candidates run out
     async with live_server(mcp_settings(api_settings, rerank_budget_ms=1)) as server:
         await uploaded(server)
         async with http_session(server.base_url, API_KEY) as client:
@@ -53,7 +53,7 @@ async def test_a_budget_stops_the_reranking_and_the_rest_keeps_fused_order(api_s
     stages = answer["stages"]
     assert stages["rerank_budget_ms"] == 1 and stages["rerank_candidates"] > 3
     reranked = check_order(answer)
-    assert reranked <= 1
-    assert stages["reranking_applied"] is (reranked == 1)
+    assert reranked < stages["rerank_candidates"]
+    assert stages["reranking_applied"] is (reranked > 0)
     fused = [hit["fused_score"] for hit in answer["results"][reranked:]]
     assert fused == sorted(fused, reverse=True)

@@ -7,7 +7,11 @@ import os
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from support.api_fixtures import API_KEY, free_port, live_server
 from support.mcp_client import call, call_error, http_session, stdio_session
 from support.mcp_fixtures import READ_TOOLS, WRITE_TOOLS, Knowledge, mcp_settings, uploaded
@@ -38,14 +42,31 @@ async def test_mcp_without_the_key_is_401(knowledge: Knowledge, authorization: s
     assert reply.json()["success"] is False and reply.json()["error"] == "unauthorized"
 
 
-async def test_the_sdk_client_without_the_key_cannot_connect(knowledge: Knowledge) -> None:
+async def test_the_sdk_client_without_the_key_is_refused_with_401(knowledge: Knowledge) -> None:
+    statuses: list[int] = []
+
+    async def record(response: httpx2.Response) -> None:
+        statuses.append(response.status_code)
+
+    http = httpx2.AsyncClient(event_hooks={"response": [record]})
     with pytest.raises(Exception):  # noqa: B017 - the SDK raises its own error types for a refused handshake
-        async with http_session(knowledge.server.base_url) as client:
+        async with http, Client(streamable_http_client(f"{knowledge.server.base_url}/mcp", http_client=http)) as client:
             await client.list_tools()
+    assert statuses and set(statuses) == {401}
 
 
-async def test_the_key_opens_mcp(knowledge: Knowledge) -> None:
-    reply = await post_initialize(knowledge.server.base_url, Authorization=f"Bearer {API_KEY}")
+@pytest.mark.parametrize("path", ["/mcp", "/mcp/"])
+async def test_the_key_opens_mcp_with_or_without_the_slash(knowledge: Knowledge, path: str) -> None:
+    async with httpx.AsyncClient(base_url=knowledge.server.base_url, timeout=30) as client:
+        refused = await client.post(path, json=INITIALIZE, headers=MCP_HEADERS)
+        opened = await client.post(path, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {API_KEY}"})
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert opened.status_code == 200, opened.text
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8181", "ragserver:8181", "server"])
+async def test_localhost_and_the_compose_names_pass_the_host_check(knowledge: Knowledge, host: str) -> None:
+    reply = await post_initialize(knowledge.server.base_url, Authorization=f"Bearer {API_KEY}", Host=host)
     assert reply.status_code == 200, reply.text
 
 
@@ -109,6 +130,10 @@ async def test_stdio_bridge_reports_a_wrong_key_and_a_server_that_is_down(knowle
     async with stdio_session(bridge_env(knowledge.server.base_url, "wrong-key")) as bridged:
         message = await call_error(bridged, "rag_get_available_sources")
         assert "HTTP 401" in message and "RAGSERVER_API_KEY" in message, message
+        with pytest.raises(MCPError, match="HTTP 401"):
+            await bridged.list_tools()
     async with stdio_session(bridge_env(f"http://127.0.0.1:{free_port()}", API_KEY)) as bridged:
         message = await call_error(bridged, "rag_get_available_sources")
         assert "is it running" in message, message
+        with pytest.raises(MCPError, match="is it running"):
+            await bridged.list_tools()

@@ -156,8 +156,11 @@ def _label(value: str | None, name: str) -> str | None:
 
 
 def _section(value: str | None) -> str | None:
-    """A section filter: trimmed, None when blank."""
+    """A section filter: trimmed, without a markdown heading's leading #s (Archon documents "# Core
+    Concepts"), None when blank."""
     value = (value or "").strip()
+    if value.startswith("#"):
+        value = value.lstrip("#").strip()
     if len(value) > MAX_SECTION_CHARS:
         raise InputError(f"section must be at most {MAX_SECTION_CHARS} characters")
     return value or None

@@ -20,10 +20,14 @@ R = TypeVar("R")
 
 # What a model should do about each kind of error, after the error's own message.
 _ADVICE: tuple[tuple[type[RagServerError], str], ...] = (
-    (NotFound, "check the id (rag_get_available_sources lists sources, rag_list_pages_for_source pages)"),
-    (InputError, "correct the arguments and call again"),
-    (Busy, "the server is busy; retry in a few seconds"),
-    (Unavailable, "the server is not ready yet; retry shortly"),
+    (
+        NotFound,
+        "Check the id: sources come from rag_get_available_sources, pages from rag_list_pages_for_source"
+        " or a search, progress ids from crawl_url or refresh_source",
+    ),
+    (InputError, "Correct the arguments and call again"),
+    (Busy, "The server is busy; retry in a few seconds"),
+    (Unavailable, "The server is not ready yet; retry shortly"),
 )
 
 
@@ -31,7 +35,7 @@ def tool_message(exc: RagServerError) -> str:
     """The error's own message plus what to do about it."""
     for kind, advice in _ADVICE:
         if isinstance(exc, kind):
-            return f"{exc}. {advice.capitalize()}."
+            return f"{exc}. {advice}."
     return str(exc)
 
 

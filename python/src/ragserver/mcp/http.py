@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from ragserver.config import Settings
 from ragserver.mcp.server import build_mcp_server
@@ -47,8 +47,10 @@ class McpEndpoint:
                 await stop.wait()
 
         task = asyncio.create_task(serve(), name="ragserver-mcp-sessions")
-        await asyncio.wait({task, asyncio.ensure_future(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
+        ready = asyncio.ensure_future(started.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
             task.result()  # it failed to start: raise its error
         try:
             yield
@@ -63,16 +65,30 @@ def build_mcp_endpoint(runtime: Runtime) -> McpEndpoint:
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, transport_security=transport_security(runtime.settings)
     )
-    return McpEndpoint(server=server, routes=list(app.routes))
+    # "/mcp/" as well: the app's slash redirect would name an http:// URL behind a TLS proxy
+    routes = [route for endpoint in app.routes if isinstance(endpoint, Route) for route in _with_slash(endpoint)]
+    return McpEndpoint(server=server, routes=routes)
+
+
+def _with_slash(route: Route) -> list[BaseRoute]:
+    return [route, Route(route.path + "/", endpoint=route.endpoint, methods=route.methods)]
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS-rebinding protection on, with the configured hosts and origins."""
-    hosts = _listed(settings.mcp_allowed_hosts)
+    """DNS-rebinding protection on, with the configured hosts and origins.
+
+    `name:*` (any port) also allows the bare name: a reverse proxy or port 80/443 sends no port.
+    """
+    hosts = _with_bare_names(_listed(settings.mcp_allowed_hosts))
     origins = _listed(settings.mcp_allowed_origins) or [
         f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")
     ]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _with_bare_names(hosts: list[str]) -> list[str]:
+    bare = [host.removesuffix(":*") for host in hosts if host.endswith(":*")]
+    return list(dict.fromkeys(hosts + bare))
 
 
 def _listed(value: str) -> list[str]:

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, StrictInt
 
-from ragserver.catalog.service import DEFAULT_READ_CHARS, MAX_PAGE_LIMIT, MAX_READ_CHARS
+from ragserver.catalog.service import DEFAULT_READ_CHARS, MAX_PAGE_LIMIT, MAX_READ_CHARS, MAX_URL_CHARS
+from ragserver.domain import MAX_LABEL_CHARS
 from ragserver.errors import InputError
 from ragserver.mcp.errors import reported_as_tool_errors
 from ragserver.mcp.results import (
@@ -46,10 +47,12 @@ SourceId = Annotated[
     ),
 ]
 Library = Annotated[
-    str | None, Field(default=None, max_length=200, description="Only sources labelled with this library name")
+    str | None,
+    Field(default=None, max_length=MAX_LABEL_CHARS, description="Only sources labelled with this library name"),
 ]
 Version = Annotated[
-    str | None, Field(default=None, max_length=100, description="Only sources labelled with this library version")
+    str | None,
+    Field(default=None, max_length=MAX_LABEL_CHARS, description="Only sources labelled with this library version"),
 ]
 MatchCount = Annotated[int, Field(ge=1, le=50, description="How many results (1-50)")]
 
@@ -92,7 +95,7 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
         candidates the reranker scored within its time budget).
         """
         started = time.perf_counter()
-        await _known_source(runtime, source_id)
+        source_id = await _known_source(runtime, source_id)
         answer = await runtime.services.search.query(
             query,
             source_id=source_id,
@@ -118,7 +121,7 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
         surrounding explanation, the heading path and the url and page_id of the page it is on.
         """
         started = time.perf_counter()
-        await _known_source(runtime, source_id)
+        source_id = await _known_source(runtime, source_id)
         answer = await runtime.services.search.code_examples(
             query, source_id=source_id, match_count=match_count, library=library, version=version
         )
@@ -160,36 +163,49 @@ def register_knowledge_tools(server: MCPServer, runtime: Runtime) -> None:
     @reported_as_tool_errors
     async def rag_read_full_page(
         page_id: Annotated[
-            int | str | None, Field(default=None, description="A page_id from a search result or a page listing")
+            StrictInt | Annotated[str, Field(max_length=20)] | None,
+            Field(default=None, description="A page_id from a search result or a page listing"),
         ] = None,
-        url: Annotated[str | None, Field(default=None, max_length=2048, description="Or the page's URL")] = None,
+        url: Annotated[
+            str | None, Field(default=None, max_length=MAX_URL_CHARS, description="Or the page's URL")
+        ] = None,
         offset: Annotated[int, Field(ge=0, description="Start at this character (use next_offset to page)")] = 0,
         max_chars: Annotated[
-            int, Field(ge=1000, le=MAX_READ_CHARS, description="Characters per call")
+            int, Field(ge=1, le=MAX_READ_CHARS, description="Characters per call")
         ] = DEFAULT_READ_CHARS,
     ) -> FullPageAnswer:
-        """Read a whole page of the knowledge base as markdown, by page_id or by url (give one of them).
+        """Read a whole page of the knowledge base as markdown, by page_id or by url (page_id wins if both).
 
         Use it after a search when a preview is not enough. A long page comes in slices of at most
         max_chars: when truncated is true, call again with offset=next_offset.
         """
+        number = _page_number(page_id)
         page = await runtime.services.catalog.read_page(
-            page_id=_page_number(page_id), url=url, offset=offset, max_chars=max_chars
+            page_id=number, url=None if number is not None else _blank_is_none(url), offset=offset, max_chars=max_chars
         )
         return FullPageAnswer(page=page)
 
 
-async def _known_source(runtime: Runtime, source_id: str | None) -> None:
-    """NotFound for a source filter that names no source: an empty answer would read as "nothing relevant"."""
+async def _known_source(runtime: Runtime, source_id: str | None) -> str | None:
+    """The source filter, None when blank (as Archon treats it); NotFound for one that names no source:
+    an empty answer would read as "nothing relevant"."""
+    source_id = _blank_is_none(source_id)
     if source_id is not None:
         await runtime.services.catalog.source(source_id)
+    return source_id
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    return (value or "").strip() or None
 
 
 def _page_number(page_id: int | str | None) -> int | None:
-    """A page id as the store knows it; clients may send the number as a string."""
+    """A page id as the store knows it; clients may send the number as a string, or "" for none."""
     if page_id is None or isinstance(page_id, int):
         return page_id
     text = page_id.strip()
-    if not text.isdigit():
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
         raise InputError(f"page_id must be the number of a page (from a search result), got {page_id!r}")
     return int(text)

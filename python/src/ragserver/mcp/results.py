@@ -24,6 +24,14 @@ from ragserver.search.results import (
 )
 
 PREVIEW_CHARS = 1200
+SNIPPET_CHARS = 300  # of each matched chunk of a page hit: where on the page the matches are
+
+
+class ArchonAnswer(BaseModel):
+    """Archon v1's envelope of every answer: `success`, and `error` (null: a failure is a tool error)."""
+
+    success: bool = True
+    error: None = None
 
 
 class SearchStages(BaseModel):
@@ -54,14 +62,16 @@ class PageHit(BaseModel):
     url: str
     title: str
     heading_path: list[str] = Field(description="Headings above the best matching chunk")
-    preview: str = Field(description="The best matching chunk's text (cut at PREVIEW_CHARS)")
+    preview: str = Field(description=f"The best matching chunk's text (at most {PREVIEW_CHARS} characters)")
     word_count: int
     char_count: int
     similarity: float | None
     fused_score: float
     rerank_score: float | None
     chunk_matches: int
-    matched_chunks: list[MatchedChunk]
+    matched_chunks: list[MatchedChunk] = Field(
+        description=f"The page's matching chunks, best first, each text cut at {SNIPPET_CHARS} characters"
+    )
 
     @classmethod
     def of(cls, page: PageResult) -> PageHit:
@@ -80,14 +90,13 @@ class PageHit(BaseModel):
             fused_score=page.fused_score,
             rerank_score=page.rerank_score,
             chunk_matches=page.chunk_matches,
-            matched_chunks=page.matched_chunks,
+            matched_chunks=[c.model_copy(update={"content": c.content[:SNIPPET_CHARS]}) for c in page.matched_chunks],
         )
 
 
-class KnowledgeSearchAnswer(BaseModel):
+class KnowledgeSearchAnswer(ArchonAnswer):
     """rag_search_knowledge_base's answer."""
 
-    success: bool = True
     query: str
     source_id: str | None
     return_mode: ReturnMode
@@ -112,10 +121,9 @@ class KnowledgeSearchAnswer(BaseModel):
         )
 
 
-class CodeSearchAnswer(BaseModel):
+class CodeSearchAnswer(ArchonAnswer):
     """rag_search_code_examples' answer."""
 
-    success: bool = True
     query: str
     source_id: str | None
     results: list[CodeExampleResult]
@@ -125,47 +133,40 @@ class CodeSearchAnswer(BaseModel):
     latency_ms: float
 
 
-class SourcesAnswer(BaseModel):
+class SourcesAnswer(ArchonAnswer):
     """rag_get_available_sources' answer."""
 
-    success: bool = True
     sources: list[SourceSummary]
     count: int
 
 
-class PagesAnswer(PageListing):
+class PagesAnswer(ArchonAnswer, PageListing):
     """rag_list_pages_for_source's answer: one slice of the source's pages."""
 
-    success: bool = True
 
-
-class FullPageAnswer(BaseModel):
+class FullPageAnswer(ArchonAnswer):
     """rag_read_full_page's answer: the page, or one slice of a long one."""
 
-    success: bool = True
     page: PageContent
 
 
-class OperationStarted(BaseModel):
+class OperationStarted(ArchonAnswer):
     """crawl_url's and refresh_source's answer: follow it with get_progress(progress_id)."""
 
-    success: bool = True
     progress_id: str
     source_id: str
     message: str
 
 
-class OperationAnswer(BaseModel):
+class OperationAnswer(ArchonAnswer):
     """get_progress's answer."""
 
-    success: bool = True
     operation: ProgressSnapshot
 
 
-class StopAnswer(BaseModel):
+class StopAnswer(ArchonAnswer):
     """stop_operation's answer."""
 
-    success: bool = True
     progress_id: str
     cancelled: bool = Field(description="False when the operation had already ended")
     message: str

@@ -17,7 +17,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
-from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult, PaginatedRequestParams, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+)
 
 from ragserver import __version__
 from ragserver.mcp.http import MCP_PATH
@@ -51,8 +59,12 @@ class StdioBridge:
             yield remote
 
     async def list_tools(self, _: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
-        async with self._remote([]) as remote:
-            return await remote.list_tools(cursor=params.cursor if params else None)
+        refusals: list[int] = []
+        try:
+            async with self._remote(refusals) as remote:
+                return await remote.list_tools(cursor=params.cursor if params else None)
+        except Exception as exc:  # an error answer the client shows, instead of "Internal server error"
+            raise MCPError(INTERNAL_ERROR, self.failure(exc, refusals)) from exc
 
     async def call_tool(self, _: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
         refusals: list[int] = []
