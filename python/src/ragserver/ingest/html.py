@@ -27,7 +27,7 @@ from lxml.html import HtmlElement, document_fromstring, tostring  # type: ignore
 
 from ragserver.errors import InputError
 from ragserver.ingest.content import ContentRules, main_content
-from ragserver.ingest.links import LINK_DENSE_SHARE, link_share
+from ragserver.ingest.links import is_link_dense, link_text
 
 # The parse tree's memory grows with the number of elements (RELIABILITY.md has the measured cost):
 # MAX_TAGS is a few times the element count of the largest page of the Python docs (contents.html).
@@ -47,17 +47,22 @@ _HIDDEN = frozenset({"script", "style", "noscript", "template"})
 
 @dataclass
 class Converted:
-    """What one HTML page yields: title, markdown (links kept, code fenced), links, share of link text."""
+    """What one HTML page yields: title, markdown (links kept, code fenced), links, and its link text."""
 
     title: str
     markdown: str
     links: list[str] = field(default_factory=list)
-    link_share: float = 0.0
+    text_chars: int = 0  # non-blank characters of the main content's text
+    link_chars: int = 0  # of them, link text (links.py counts an entry that starts with a link whole)
+
+    @property
+    def link_share(self) -> float:
+        return self.link_chars / self.text_chars if self.text_chars else 0.0
 
     @property
     def link_dense(self) -> bool:
         """An index, table of contents or sitemap page: followed for its links, not worth embedding."""
-        return self.link_share >= LINK_DENSE_SHARE
+        return is_link_dense(self.text_chars, self.link_chars)
 
 
 @dataclass
@@ -87,7 +92,7 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
     if not title:
         h1 = next((el for root in roots for el in root.iter("h1")), None)
         title = " ".join(h1.text_content().split()) if h1 is not None else ""
-    share = link_share(roots)
+    text_chars, link_chars = link_text(roots)
     codes = [_take_code(pre, number) for number, pre in enumerate(_outer_pres(roots))]
     content = "".join(tostring(root, encoding="unicode", with_tail=False) for root in roots)
     try:
@@ -101,7 +106,7 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
     except RecursionError:  # pathologically nested markup: its text rather than a failure
         markdown = "\n".join(root.text_content() for root in roots)
     markdown = _BLANK_RUNS.sub("\n\n", PERMALINK.sub("", markdown))
-    return Converted(title, _restore_code(markdown, codes).strip(), links, share)
+    return Converted(title, _restore_code(markdown, codes).strip(), links, text_chars, link_chars)
 
 
 def whole_text(html: str) -> str:

@@ -5,7 +5,7 @@ full-text indexed, it dilutes every chunk that cites another page. `link_words` 
 reader sees (the link text, an image's alt text) and drops the targets. Inline code is left
 as written, since a URL there is content.
 
-`link_share` measures navigation pages (indexes, tables of contents, HTML sitemaps, tag lists):
+`link_text` measures navigation pages (indexes, tables of contents, HTML sitemaps, tag lists):
 the share of a page's text that is link text, where a list item, table row or term that
 starts with a link counts whole, so an index entry's description ("argparse: parser for
 command-line options") counts with its link. Prose with many inline references stays low.
@@ -22,6 +22,9 @@ from lxml.html import HtmlElement  # type: ignore[import-untyped]
 # index, whose rows are a link and a description) lie above it, the tutorial's index page (a
 # table of contents under a few paragraphs of prose) and every ordinary page below it.
 LINK_DENSE_SHARE = 0.75
+# A page with less link text than this costs a chunk or two whatever it is, and a small site's
+# home page (a greeting and a few links) is kept rather than leaving the crawl with nothing.
+LINK_DENSE_MIN_CHARS = 500
 
 _CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _IMAGE = re.compile(r"!\[([^\[\]]*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
@@ -53,14 +56,15 @@ def link_words(text: str) -> str:
     return _HOLES.sub(lambda match: spans[int(match.group(1))], text)
 
 
-def link_share(roots: list[HtmlElement]) -> float:
-    """Share (0..1) of the text under `roots` that is link text or an entry that starts with a link."""
-    total = linked = 0
-    for root in roots:
-        counts = _link_counts(root)
-        total += counts[0]
-        linked += counts[1]
-    return linked / total if total else 0.0
+def link_text(roots: list[HtmlElement]) -> tuple[int, int]:
+    """(characters of text, of them link text or in an entry that starts with a link) under `roots`."""
+    counts = [_link_counts(root) for root in roots]
+    return sum(total for total, _ in counts), sum(linked for _, linked in counts)
+
+
+def is_link_dense(total: int, linked: int) -> bool:
+    """An index, table of contents or sitemap: mostly link text, and enough of it to matter."""
+    return linked >= LINK_DENSE_MIN_CHARS and linked >= LINK_DENSE_SHARE * total
 
 
 def _link_counts(root: HtmlElement) -> tuple[int, int]:
