@@ -187,7 +187,7 @@ class Fetcher:
 
     async def _request_with_retries(
         self, url: str, conditions: Mapping[str, str]
-    ) -> tuple[int, dict[str, str], bytes | None]:
+    ) -> tuple[int, Mapping[str, str], bytes | None]:
         attempt = 0
         while True:
             try:
@@ -206,7 +206,7 @@ class Fetcher:
             log.debug("retrying %s in %.1fs (attempt %d)", url, wait, attempt)
             await self.clock.sleep(wait)
 
-    async def _request(self, url: str, conditions: Mapping[str, str]) -> tuple[int, dict[str, str], bytes | None]:
+    async def _request(self, url: str, conditions: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes | None]:
         """One GET without redirects; the body is read only for a final, textual, small enough answer."""
         assert self._session is not None, "use `async with Fetcher(...)`"
         async with self._slots:
@@ -215,7 +215,7 @@ class Fetcher:
                 extra = dict(self._headers) if self._headers and self._send_headers_to(url) else {}
                 extra.update(conditions)
                 async with self._session.get(url, allow_redirects=False, headers=extra or None) as resp:
-                    headers = {k: v for k, v in resp.headers.items()}
+                    headers = resp.headers  # case-insensitive: servers spell ETag, Etag, etag
                     if resp.status >= 300:
                         return resp.status, headers, None
                     mime = resp.content_type.lower()
