@@ -99,7 +99,10 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
         markdown = (
             _generator()
             .generate_markdown(
-                f"<div>{content}</div>", base_url=url, citations=False, html2text_options={"ul_item_mark": "-"}
+                f"<div>{content}</div>",
+                base_url=url,
+                citations=False,
+                html2text_options={"ul_item_mark": "-", "single_line_break": False},
             )
             .raw_markdown
         )
