@@ -129,6 +129,8 @@ def _convert(name: str, raw: str, kind: type) -> Any:
             raise ValueError(f"expected true/false, got {raw!r}")
         if kind is int:
             return int(raw)
+        if kind is float:
+            return float(raw)
         if issubclass(kind, Path):
             return Path(raw).expanduser()
         return raw
