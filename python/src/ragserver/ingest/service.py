@@ -2,9 +2,9 @@
 
 Every ingest is a new generation of its source (store.begin_run ... commit_run): until the
 commit, searches keep seeing the previous content, and a failure or a cancel drops only the new
-rows. A progressive ingest (a crawl) of a source without content is searchable as it goes
-instead: each page is visible once written, and a batch waits at most INGEST_FLUSH_S for more
-pages before it is embedded and written; stopped early, it keeps what it wrote (status partial).
+rows. A progressive ingest (a crawl) hands a batch on once its first page has waited
+INGEST_FLUSH_S, full or not, and when its source has no content yet it is searchable as it goes
+instead: each page is visible once written, and stopped early it keeps what it wrote (partial).
 Documents stream through in batches of INGEST_BATCH_SIZE, so memory stays flat however
 large the corpus; parsing and chunking run in worker threads of low OS priority (lowpriority.py:
 searches and the event loop go first), embedding in the ML worker's bulk lane. A document carried
