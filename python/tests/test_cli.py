@@ -85,6 +85,11 @@ def test_check_ml_fails_without_torch(ml_settings, tmp_path: Path) -> None:
         (("ingest", "/no/such/folder"), 2, "no such file"),
         (("query", "   "), 2, "must not be empty"),
         (("query", "x", "--match-count", "0"), 2, "match_count"),
+        (("crawl", "https://example.org", "--header", "Bearer s3cret"), 2, "--header must look like 'Name: value'"),
+        (("crawl", "https://example.org", "--header", "Host: evil.example"), 2, "header 'Host' is set by the crawler"),
+        (("crawl", "https://example.org", "--include", "/(/"), 2, "'/(/' is not a valid regular expression"),
+        (("crawl", "https://example.org", "--scope", "planet"), 2, "scope: Input should be 'subpages'"),
+        (("crawl", "https://example.org", "--exclude-selector", "div[["), 2, "exclude_selectors"),
     ],
 )
 def test_errors_are_one_line_with_a_meaningful_exit_code(api_settings, args, code: int, words: str) -> None:
@@ -92,7 +97,7 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(api_settings, args, cod
     assert result.returncode == code, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and words in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
 
 
 def test_unreachable_database_exits_3(tmp_path: Path) -> None:
@@ -130,6 +135,39 @@ def test_crawl_a_local_site_then_query(api_settings) -> None:
     assert found.returncode == 0, found.stderr
     # the tiny test reranker has random weights: the page is among the results, not necessarily first
     assert any("pole star" in r["content"] for r in json.loads(found.stdout)["results"])
+
+
+def test_crawl_with_scope_patterns_headers_and_labels_then_query_by_label(api_settings) -> None:
+    from support.site_fixtures import FixtureSite, page
+
+    marker = f"lab{uuid.uuid4().hex[:8]}"
+    token = f"Bearer {uuid.uuid4().hex}"
+    routes = {
+        "/docs/": page("Docs", f"<p>The {marker} manual starts here.</p>", ["a.html", "b.html", "../blog.html"]),
+        "/docs/a.html": page("A", f"<p>The {marker} lever lifts the gate.</p>"),
+        "/docs/b.html": page("B", f"<p>The {marker} bell is excluded.</p>"),
+        "/blog.html": page("Blog", f"<p>The {marker} blog is out of scope.</p>"),
+    }
+    with FixtureSite(routes) as site:
+        extra = {"CRAWL_ALLOWED_HOSTS": "127.0.0.1", "CRAWL_PER_HOST_DELAY_MS": "0", "LOG_LEVEL": "debug"}
+        flags = ["--scope", "subpages", "--include", "*/docs*", "--exclude", "/b\\.html$/", "--keep-link-pages"]
+        flags += ["--header", f"Authorization: {token}", "--library", f"{marker}lib", "--version", "2.1"]
+        crawled = run_cli(api_settings, "crawl", site.url("/docs/"), "--max-depth", "1", *flags, extra_env=extra)
+        requested = sorted(path for path, _ in site.requests if path.endswith(("/", ".html")))
+        sent = {headers.get("Authorization") for _, headers in site.requests}
+    assert crawled.returncode == 0, crawled.stderr
+    assert requested == ["/docs/", "/docs/a.html"] and sent == {token}
+    assert token not in crawled.stdout + crawled.stderr  # debug logging on, the summary printed
+    assert json.loads(crawled.stdout)["pages_crawled"] == 2
+
+    def urls(*label: str) -> list[str]:
+        found = run_cli(api_settings, "query", f"{marker} lever", "--json", "--match-count", "20", *label)
+        assert found.returncode == 0, found.stderr
+        return [hit["url"] for hit in json.loads(found.stdout)["results"]]
+
+    assert site.url("/docs/a.html") in urls("--library", f"{marker}lib", "--version", "2.1")
+    assert urls("--library", f"{marker}lib", "--version", "9.9") == []
+    assert urls("--library", f"{marker}other") == []
 
 
 def test_crawl_of_a_refused_target_is_a_usage_error(api_settings) -> None:

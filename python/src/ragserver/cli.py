@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragserver.config import Settings, get_settings
 from ragserver.errors import ConfigError, InputError, RagServerError, Unavailable
+from ragserver.logredact import secrets_masked_in_logs
 
 if TYPE_CHECKING:
     import uvicorn
@@ -84,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     crawl.add_argument("url")
     crawl.add_argument("--max-depth", type=int, default=None)
     crawl.add_argument("--max-pages", type=int, default=None)
+    crawl.add_argument("--library", default=None, help="label: the library the site documents")
+    crawl.add_argument("--version", default=None, help="label: the version of that library")
+    crawl.add_argument("--scope", default=None, help="subpages | hostname | domain (default: hostname)")
+    crawl.add_argument("--include", action="append", default=[], metavar="PATTERN", help="glob or /regex/ (repeatable)")
+    crawl.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="glob or /regex/ (repeatable)")
+    crawl.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="request header (repeatable)"
+    )
+    crawl.add_argument("--content-selector", default=None, metavar="CSS", help="the pages' main content")
+    crawl.add_argument(
+        "--exclude-selector", action="append", default=[], metavar="CSS", help="chrome to cut (repeatable)"
+    )
+    crawl.add_argument("--keep-link-pages", action="store_true", help="store index and table-of-contents pages too")
     crawl.set_defaults(handler=_async(_crawl))
 
     query = sub.add_parser("query", help="search the knowledge base")
@@ -92,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--source", default=None, help="only this source_id")
     query.add_argument("--match-count", type=int, default=5)
     query.add_argument("--mode", choices=["chunks", "pages"], default="chunks")
+    query.add_argument("--library", default=None, help="only sources labelled with this library")
+    query.add_argument("--version", default=None, help="only sources labelled with this version")
     query.set_defaults(handler=_async(_query))
 
     check = sub.add_parser("check-ml", help="check the ML environment and models; non-zero when not ready")
@@ -209,19 +225,47 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
     from ragserver.crawl.request import CrawlRequest
 
-    given = {"max_depth": args.max_depth, "max_pages": args.max_pages}
-    request = CrawlRequest.checked(url=args.url, **{name: value for name, value in given.items() if value is not None})
+    request = CrawlRequest.checked(**_crawl_fields(args))
     async with _Session(settings) as runtime:
-        with _progress_bar(f"crawl {args.url}") as follow:
+        with secrets_masked_in_logs(settings), _progress_bar(f"crawl {args.url}") as follow:
             result = await runtime.services.crawl.crawl(request, on_progress=follow)
     _print_summary(result)
     return EXIT_OK
 
 
+def _crawl_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The CrawlRequest fields the flags give (unset ones keep the request's defaults)."""
+    from ragserver.crawl.headers import parse_header_line
+
+    try:
+        headers = dict(parse_header_line(line) for line in args.header)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    given = {
+        "max_depth": args.max_depth,
+        "max_pages": args.max_pages,
+        "library": args.library,
+        "version": args.version,
+        "scope": args.scope,
+        "include_patterns": args.include,
+        "exclude_patterns": args.exclude,
+        "headers": headers,
+        "content_selector": args.content_selector,
+        "exclude_selectors": args.exclude_selector,
+        "keep_link_pages": args.keep_link_pages,
+    }
+    return {"url": args.url, **{name: value for name, value in given.items() if value is not None}}
+
+
 async def _query(args: argparse.Namespace, settings: Settings) -> int:
     async with _Session(settings) as runtime:
         answer = await runtime.services.search.query(
-            args.text, source_id=args.source, match_count=args.match_count, return_mode=args.mode
+            args.text,
+            source_id=args.source,
+            match_count=args.match_count,
+            return_mode=args.mode,
+            library=args.library,
+            version=args.version,
         )
     if args.json:
         print(answer.model_dump_json(indent=2))
