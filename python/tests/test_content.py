@@ -101,6 +101,13 @@ def test_index_entries_count_whole_with_their_descriptions() -> None:
     assert not convert_html(f"<main><table>{prose_rows}</table></main>").link_dense
 
 
+def test_a_crawl_that_only_follows_link_pages_gets_their_links_without_markdown() -> None:
+    html = f"<main><h1>Contents</h1><ul>{entries(40)}</ul></main>"
+    followed = convert_html(html, "https://x.org/", ContentRules(link_pages_markdown=False))
+    assert followed.link_dense and followed.markdown == "" and len(followed.links) == 40
+    assert "Entry number 39" in convert_html(html, "https://x.org/").markdown
+
+
 def test_a_small_page_of_links_is_not_link_dense() -> None:
     small = convert_html(f"<main><ul>{entries(3)}</ul></main>")
     assert small.link_share > 0.9 and small.link_chars < LINK_DENSE_MIN_CHARS and not small.link_dense
@@ -188,7 +195,8 @@ def test_check_selector_refuses_what_lxml_cannot_compile(selector: str) -> None:
 
 def test_crawl_request_carries_its_content_rules() -> None:
     request = CrawlRequest(url="https://x.org", content_selector="div.doc", exclude_selectors=[".ad", "nav > ul"])
-    assert request.content_rules() == ContentRules("div.doc", (".ad", "nav > ul"))
+    assert request.content_rules() == ContentRules("div.doc", (".ad", "nav > ul"), link_pages_markdown=False)
+    assert CrawlRequest(url="https://x.org", keep_link_pages=True).content_rules().link_pages_markdown
     assert request.options()["exclude_selectors"] == [".ad", "nav > ul"]  # a refresh repeats them
     with pytest.raises(InputError, match=r"content_selector.*not a valid CSS selector: 'div\['"):
         CrawlRequest.checked(url="https://x.org", content_selector="div[")

@@ -113,7 +113,7 @@ class CrawlRequest(BaseModel):
 
     def content_rules(self) -> ContentRules:
         """Where this crawl's pages keep their content, for the page conversion."""
-        return ContentRules(self.content_selector, tuple(self.exclude_selectors))
+        return ContentRules(self.content_selector, tuple(self.exclude_selectors), self.keep_link_pages)
 
     def options(self) -> dict[str, Any]:
         """What the source's metadata keeps to repeat this crawl (its labels are kept on the source)."""

@@ -68,10 +68,12 @@ def check_selector(css: str) -> str:
 
 @dataclass(frozen=True)
 class ContentRules:
-    """A crawl's overrides: where its content is (CSS) and what else to cut (CSS, each)."""
+    """A crawl's overrides: where its content is (CSS), what else to cut (CSS, each), and whether a
+    link-dense page needs its markdown (a crawl that only follows such pages saves writing it)."""
 
     content_selector: str | None = None
     exclude_selectors: tuple[str, ...] = ()
+    link_pages_markdown: bool = True
 
 
 def main_content(doc: HtmlElement, rules: ContentRules) -> list[HtmlElement]:

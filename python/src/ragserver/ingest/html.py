@@ -20,7 +20,7 @@ from functools import cache
 from html.parser import HTMLParser
 from itertools import islice
 from typing import Any
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urljoin
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no types
 from lxml.html import HtmlElement, document_fromstring, tostring  # type: ignore[import-untyped]
@@ -74,8 +74,10 @@ class _Code:
 def convert_html(html: str, url: str = "", rules: ContentRules | None = None) -> Converted:
     """The page's main content as markdown; `url` resolves its links (uploads have none: links stay as written).
 
+    A link-dense page comes without markdown when `rules.link_pages_markdown` is false.
     InputError for a page of more than MAX_TAGS tags.
     """
+    rules = rules or ContentRules()
     if html.count("<") > MAX_TAGS:
         raise InputError(f"the HTML has more than {MAX_TAGS} tags; split it into smaller files")
     if not html.strip():
@@ -86,13 +88,15 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
         return Converted("", "")
     title = " ".join((doc.findtext(".//title") or "").split())
     links = _links(doc, url)
-    roots = main_content(doc, rules or ContentRules())
+    roots = main_content(doc, rules)
     if not roots:  # no element keeps text once its chrome is gone (or lxml's depth limit lost it)
         return Converted(title, whole_text(html), links)
     if not title:
         h1 = next((el for root in roots for el in root.iter("h1")), None)
         title = " ".join(h1.text_content().split()) if h1 is not None else ""
     text_chars, link_chars = link_text(roots)
+    if not rules.link_pages_markdown and is_link_dense(text_chars, link_chars):
+        return Converted(title, "", links, text_chars, link_chars)
     codes = [_take_code(pre, number) for number, pre in enumerate(_outer_pres(roots))]
     content = "".join(tostring(root, encoding="unicode", with_tail=False) for root in roots)
     try:
@@ -148,12 +152,9 @@ def _generator() -> Any:
 def _links(doc: HtmlElement, url: str) -> list[str]:
     """Every page the page links to (chrome included), absolute when `url` is given, once each, no fragments."""
     base = urljoin(url, doc.find(".//base").get("href") or "") if doc.find(".//base") is not None else url
-    found: dict[str, None] = {}
-    for el in doc.iter("a", "area"):
-        href = (el.get("href") or "").strip()
-        if href and not href.startswith("#") and not href.lower().startswith(_NOT_FOLLOWED):
-            found.setdefault(urldefrag(urljoin(base, href) if base else href)[0], None)
-    return list(found)
+    hrefs = {(el.get("href") or "").strip().partition("#")[0]: None for el in doc.iter("a", "area")}
+    found = {urljoin(base, href) if base else href: None for href in hrefs if href}  # urljoin once per target
+    return [link for link in found if not link.lower().startswith(_NOT_FOLLOWED)]
 
 
 def _outer_pres(roots: list[HtmlElement]) -> list[HtmlElement]:
