@@ -153,7 +153,7 @@ async def run(settings: Settings, dsn: str, url: str, refresh: bool) -> dict[str
             report.update(await chunk_stats(dsn, source_id))
             report.update(await hit_at_5(client, source_id, url))
             if refresh:
-                passes = runtime.ml.batches_run()["embedder"]
+                passes = runtime.ml.batches_run["embedder"]
                 started = time.perf_counter()
                 reply = await client.post(f"/api/knowledge-items/{source_id}/refresh")
                 reply.raise_for_status()
@@ -161,7 +161,7 @@ async def run(settings: Settings, dsn: str, url: str, refresh: bool) -> dict[str
                 report["refresh_s"] = round(time.perf_counter() - started, 1)
                 report["refresh_status"] = again["snapshot"]["status"]
                 report["refresh_counts"] = again["snapshot"]["counts"]
-                report["refresh_embedder_passes"] = runtime.ml.batches_run()["embedder"] - passes
+                report["refresh_embedder_passes"] = runtime.ml.batches_run["embedder"] - passes
     return report
 
 
