@@ -81,9 +81,9 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
         """Crawl a documentation site into the knowledge base; returns at once with a progress_id.
 
         Crawling takes minutes: follow it with get_progress(progress_id) and stop it with
-        stop_operation(progress_id). The same URL again replaces that source's content once the new
-        crawl succeeds (its source_id stays the same). Label the source with library and version
-        so searches can be filtered by them.
+        stop_operation(progress_id). A new site's pages are searchable as they are stored; the same
+        URL again replaces that source's content once the new crawl succeeds (its source_id stays
+        the same). Label the source with library and version so searches can be filtered by them.
         """
         fields = {
             "url": url,
@@ -110,8 +110,9 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
     ) -> OperationStarted:
         """Crawl a source again with the options of its last crawl, to pick up changed documentation.
 
-        Returns a progress_id at once (follow with get_progress). Searches keep answering from the
-        current content until the new crawl completes; a failed refresh keeps it.
+        Returns a progress_id at once (follow with get_progress). Unchanged pages are kept without
+        re-embedding; searches answer from the current content until the refresh completes, and a
+        failed refresh keeps it. The result counts unchanged, changed, new and removed pages.
         """
         op = await runtime.services.crawl.start_refresh(source_id)
         return OperationStarted(progress_id=op.id, source_id=source_id, message=f"refresh of {source_id} started")
@@ -119,9 +120,11 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
     @server.tool(annotations=STOPS)
     @reported_as_tool_errors
     async def stop_operation(progress_id: ProgressId) -> StopAnswer:
-        """Stop a running crawl, upload or refresh. What a stopped refresh replaced stays as it was.
+        """Stop a running crawl, upload or refresh.
 
-        The operation ends as cancelled at its next safe point; get_progress shows when.
+        A stopped refresh leaves the source as it was; a stopped first crawl keeps the pages it
+        stored, marked partial (refresh_source completes it). The operation ends as cancelled at
+        its next safe point; get_progress shows when.
         """
         cancelled = runtime.tracker.cancel(progress_id)
         message = "stop requested" if cancelled else "the operation had already ended"
