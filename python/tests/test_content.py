@@ -162,6 +162,20 @@ def test_layout_preference_and_the_body_fallback() -> None:
     assert fallback.markdown == "Loose text"
 
 
+def test_docutils_asides_are_content_and_other_asides_are_chrome() -> None:
+    html = (
+        "<div class='body' role='main'><p>Body words.</p><aside class='topic'><p>Abstract words</p></aside>"
+        "<aside class='sidebar'><p class='sidebar-title'>Hello World sample</p></aside>"
+        "<aside class='footnote-list'><aside class='footnote'>Footnote words</aside></aside>"
+        "<aside class='admonition note'>Note words</aside><aside>Related posts</aside>"
+        "<nav class='contents'>Local contents</nav></div>"
+    )
+    markdown = convert_html(html).markdown
+    for kept in ("Body words", "Abstract words", "Hello World sample", "Footnote words", "Note words"):
+        assert kept in markdown
+    assert "Related posts" not in markdown and "Local contents" not in markdown
+
+
 def test_several_articles_are_all_kept_once() -> None:
     html = "<body><article><p>First post</p><article><p>Nested</p></article></article><article>Second</article></body>"
     markdown = convert_html(html).markdown

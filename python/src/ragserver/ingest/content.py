@@ -42,13 +42,16 @@ MAIN_SELECTORS = (
 CHROME_SELECTORS = (
     "script, style, noscript, template, iframe, form, button, input, select, textarea, dialog",
     "svg:not([id^='mermaid-'])",
-    "nav, aside, footer, [role=navigation], [role=banner], [role=contentinfo], [role=search]",
+    # docutils writes footnotes, topics (an abstract), admonitions and its sidebar directive as <aside>
+    # (an aside.sidebar is content there), so a site's own sidebar goes by its theme's names below
+    "nav, aside:not(.footnote):not(.footnote-list):not(.topic):not(.admonition):not(.sidebar), footer",
+    "[role=navigation], [role=banner], [role=contentinfo], [role=search]",
     "[class*=breadcrumb], [aria-label=breadcrumbs], [aria-label=Breadcrumbs]",
     ".skip-link, .skip-to-content, .md-skip, [class*=skipToContent], a[href='#content'], a[href='#main-content']",
     "div.related, div.footer, .md-footer, .pagination-nav, .rst-footer-buttons, .prev-next-area, .related-pages",
     ".nav-links, .post-navigation, .sphinxsidebar, .md-sidebar, .wy-nav-side, .bd-sidebar, .sidebar-drawer",
     ".toc-drawer, .theme-doc-sidebar-container, .theme-doc-toc-mobile, .theme-doc-toc-desktop",
-    "#sidebar, .sidebar, .md-header, .md-tabs, .md-content__button, .md-source-file, .theme-edit-this-page",
+    "#sidebar, .widget-area, .md-header, .md-tabs, .md-content__button, .md-source-file, .theme-edit-this-page",
     "[id*=cookie-banner], [class*=cookie-banner], [id*=cookie-consent], [class*=cookie-consent]",
     "[class*=cookieConsent], [id*=cookieConsent], [class*=cookie-notice], [id*=cookie-notice]",
     "#onetrust-consent-sdk, .cc-window, .headerlink",
