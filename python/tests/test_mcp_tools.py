@@ -3,6 +3,7 @@ the real store, the tiny real models, documents uploaded through the HTTP API an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from support.site_fixtures import docs_site
 from ragserver.progress import FINAL
 
 pytestmark = pytest.mark.timeout(300)
+
+TOKEN = "secret-docs-token-0123"
 
 
 async def test_tools_are_listed_with_descriptions_and_schemas(knowledge: Knowledge) -> None:
@@ -183,7 +186,13 @@ async def test_an_upload_refreshed_is_refused_with_a_reason(knowledge: Knowledge
 async def test_crawl_follow_refresh_and_stop(knowledge: Knowledge) -> None:
     async with knowledge.session() as mcp:
         with docs_site() as site:
-            started = await call(mcp, "crawl_url", {"url": site.url("/"), "max_depth": 2, "library": "fixture-docs"})
+            options = {
+                "max_depth": 2,
+                "library": "fixture-docs",
+                "scope": "hostname",
+                "headers": {"X-Docs-Token": TOKEN},
+            }
+            started = await call(mcp, "crawl_url", {"url": site.url("/"), **options})
             assert started["success"] is True and started["progress_id"] and started["source_id"]
 
             async def progress(progress_id: str) -> dict[str, Any]:
@@ -197,6 +206,9 @@ async def test_crawl_follow_refresh_and_stop(knowledge: Knowledge) -> None:
             )
             assert done["status"] == "completed" and done["type"] == "crawl", done
             assert done["counts"]["pages_crawled"] == 11
+            assert all(headers.get("X-Docs-Token") == TOKEN for _, headers in site.requests)
+            sources = await call(mcp, "rag_get_available_sources", {"library": "fixture-docs"})
+            assert TOKEN not in json.dumps(sources) and TOKEN not in json.dumps(done)
             found = await call(
                 mcp,
                 "rag_search_knowledge_base",

@@ -15,6 +15,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from ragserver.crawl.request import MAX_DEPTH_LIMIT, MAX_PAGES_LIMIT, MAX_URL_CHARS, CrawlRequest
+from ragserver.crawl.scope import ScopeName
 from ragserver.crawl.service import source_id_for
 from ragserver.mcp.errors import reported_as_tool_errors
 from ragserver.mcp.results import OperationAnswer, OperationStarted, StopAnswer
@@ -34,7 +35,7 @@ ProgressId = Annotated[
 ]
 Patterns = Annotated[
     list[str] | None,
-    Field(default=None, max_length=50, description="URL glob patterns, e.g. ['*/docs/*']"),
+    Field(default=None, max_length=50, description="URL globs (e.g. '*/docs/*') or /regex/ patterns"),
 ]
 
 
@@ -72,6 +73,23 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
         ] = None,
         include_patterns: Patterns = None,
         exclude_patterns: Patterns = None,
+        scope: Annotated[
+            ScopeName | None,
+            Field(default=None, description="subpages (under the start folder), hostname (default) or domain"),
+        ] = None,
+        headers: Annotated[
+            dict[str, str] | None,
+            Field(default=None, description="Request headers for private docs (e.g. Authorization); never shown"),
+        ] = None,
+        content_selector: Annotated[
+            str | None, Field(default=None, max_length=500, description="CSS selector of the main content")
+        ] = None,
+        exclude_selectors: Annotated[
+            list[str] | None, Field(default=None, max_length=50, description="CSS selectors of more chrome to cut")
+        ] = None,
+        keep_link_pages: Annotated[
+            bool, Field(description="Also store index / table-of-contents pages (by default only followed)")
+        ] = False,
         knowledge_type: Annotated[str, Field(min_length=1, max_length=50)] = "technical",
         tags: Annotated[list[str] | None, Field(default=None, max_length=50)] = None,
         extract_code_examples: bool = True,
@@ -91,6 +109,11 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
             "max_pages": max_pages,
             "include_patterns": include_patterns,
             "exclude_patterns": exclude_patterns,
+            "scope": scope,
+            "headers": headers,
+            "content_selector": content_selector,
+            "exclude_selectors": exclude_selectors,
+            "keep_link_pages": keep_link_pages,
             "knowledge_type": knowledge_type,
             "tags": tags,
             "extract_code_examples": extract_code_examples,
