@@ -152,6 +152,16 @@ def test_title_is_the_page_title_else_the_first_heading() -> None:
     assert convert_html("<main><h1>Heading <em>one</em></h1><p>x</p></main>").title == "Heading one"
 
 
+def test_a_title_that_adds_the_sites_name_to_the_heading_is_the_heading() -> None:
+    sphinx = (
+        "<title>argparse — Parser — Python 3.11 documentation</title>"
+        "<div class='body'><h1>argparse — Parser<a class='headerlink' href='#x'>¶</a></h1><p>x</p></div>"
+    )
+    assert convert_html(sphinx).title == "argparse — Parser"
+    assert convert_html("<title>Guide | Site</title><main><h1>guide</h1><p>x</p></main>").title == "guide"
+    assert convert_html("<title>Home | Site</title><main><h1>Welcome</h1><p>x</p></main>").title == "Home | Site"
+
+
 def test_layout_preference_and_the_body_fallback() -> None:
     html = (
         "<body><header>Site banner</header><main><div class='theme-doc-markdown'><p>Docs body</p></div>"

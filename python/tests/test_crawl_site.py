@@ -144,3 +144,27 @@ async def test_requests_to_one_host_are_spaced_by_the_politeness_delay(tmp_path:
             await asyncio.gather(*(fetcher.get(site.url(f"/{i}.html")) for i in range(4)))
     assert clock.slept == pytest.approx([0.15, 0.15, 0.15])  # three gaps of 150 ms, despite concurrency 4
     assert sum(site.hits.values()) == 4
+
+
+async def test_revalidations_wait_a_quarter_of_the_delay_and_crawl_delay_whole(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    routes = {f"/{i}.html": Route("<p>x</p>", etag=f'"v{i}"') for i in range(4)}
+    with FixtureSite(routes) as site:
+        async with Fetcher(crawl_settings(tmp_path, crawl_per_host_delay_ms=200), clock=clock) as fetcher:
+            answers = await asyncio.gather(
+                *(
+                    fetcher.get(site.url(f"/{i}.html"), conditions=lambda u: {"If-None-Match": f'"v{u[-6]}"'})
+                    for i in range(4)
+                )
+            )
+            assert all(answer.not_modified for answer in answers)
+            assert clock.slept == pytest.approx([0.05, 0.05, 0.05])
+            clock.slept.clear()
+            fetcher.set_host_delay("127.0.0.1", 1.0)  # robots.txt Crawl-delay: 1
+            await asyncio.gather(
+                *(
+                    fetcher.get(site.url(f"/{i}.html"), conditions=lambda u: {"If-None-Match": f'"v{u[-6]}"'})
+                    for i in range(3)
+                )
+            )
+    assert clock.slept == pytest.approx([0.05, 1.0, 1.0])  # the first only waits out the last revalidation's gap

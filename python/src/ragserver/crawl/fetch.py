@@ -37,6 +37,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 READ_CHUNK = 64 * 1024
+REVALIDATION_DELAY_SHARE = 0.25  # of CRAWL_PER_HOST_DELAY_MS before a conditional request (see _polite)
 TEXT_TYPES = frozenset(
     {
         "text/html",
@@ -210,7 +211,7 @@ class Fetcher:
         """One GET without redirects; the body is read only for a final, textual, small enough answer."""
         assert self._session is not None, "use `async with Fetcher(...)`"
         async with self._slots:
-            await self._polite(url)
+            await self._polite(url, revalidation=bool(conditions))
             try:
                 extra = dict(self._headers) if self._headers and self._send_headers_to(url) else {}
                 extra.update(conditions)
@@ -239,10 +240,18 @@ class Fetcher:
             parts.append(chunk)
         return b"".join(parts)
 
-    async def _polite(self, url: str) -> None:
-        """Space requests to the same host by the per-host delay (robots Crawl-delay when larger)."""
+    async def _polite(self, url: str, *, revalidation: bool = False) -> None:
+        """Space requests to the same host by the per-host delay (robots Crawl-delay when larger).
+
+        A revalidation (a conditional request of a refresh) waits REVALIDATION_DELAY_SHARE of our
+        own delay: the delay spares the site's work per request, and the answer to one is mostly a
+        304, a header lookup with no body; at the full delay a refresh of an unchanged site would
+        take its page count times the delay. A robots.txt Crawl-delay is the site's rule and
+        applies whole.
+        """
         host = urlsplit(url).hostname or ""
-        delay = self._host_delay.get(host, self.delay_s)
+        own = self.delay_s * (REVALIDATION_DELAY_SHARE if revalidation else 1.0)
+        delay = self._host_delay.get(host, own)
         if delay <= 0:
             return
         lock = self._host_locks.setdefault(host, asyncio.Lock())

@@ -35,6 +35,7 @@ from ragserver.ingest.links import is_link_dense, link_text
 MAX_TAGS = 500_000
 # Sphinx/MkDocs heading permalinks ("[¶](url#anchor)") add noise to every heading and chunk.
 PERMALINK = re.compile(r"\[[¶#§]\]\([^)]*\)")
+PERMALINK_MARK = re.compile(r"\s*[¶#§]$")  # a heading's permalink anchor, read as text
 _LANG_CLASS = re.compile(r"^(?:language|lang|highlight|sourceCode)-([\w+#.-]+)$")
 _BACKTICK_RUN = re.compile(r"`{3,}")
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -91,9 +92,7 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
     roots = main_content(doc, rules)
     if not roots:  # no element keeps text once its chrome is gone (or lxml's depth limit lost it)
         return Converted(title, whole_text(html), links)
-    if not title:
-        h1 = next((el for root in roots for el in root.iter("h1")), None)
-        title = " ".join(h1.text_content().split()) if h1 is not None else ""
+    title = _page_title(title, next((el for root in roots for el in root.iter("h1")), None))
     text_chars, link_chars = link_text(roots)
     if not rules.link_pages_markdown and is_link_dense(text_chars, link_chars):
         return Converted(title, "", links, text_chars, link_chars)
@@ -114,6 +113,16 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
         markdown = "\n".join(root.text_content() for root in roots)
     markdown = _BLANK_RUNS.sub("\n\n", PERMALINK.sub("", markdown))
     return Converted(title, _restore_code(markdown, codes).strip(), links, text_chars, link_chars)
+
+
+def _page_title(title: str, h1: HtmlElement | None) -> str:
+    """The page's own title: its first h1 when the <title> is that h1 plus the site's name
+    ("argparse — ... — Python 3.11 documentation"), so every chunk's context line names the page
+    once and not the site; else the <title>, else the h1."""
+    heading = PERMALINK_MARK.sub("", " ".join(h1.text_content().split())).strip() if h1 is not None else ""
+    if heading and (not title or title.casefold().startswith(heading.casefold())):
+        return heading
+    return title
 
 
 def whole_text(html: str) -> str:
