@@ -87,7 +87,7 @@ async def chunk_stats(dsn: str, source_id: str) -> dict[str, Any]:
 async def hit_at_5(client: httpx.AsyncClient, source_id: str, root: str) -> dict[str, Any]:
     questions = json.loads(QUESTIONS.read_text())
     pages_hits = chunk_hits = 0
-    misses: list[str] = []
+    misses: dict[str, list[str]] = {}  # question -> the pages found instead
     for item in questions:
         base = {"query": item["q"], "source": source_id, "match_count": 5}
         pages = (await client.post("/api/rag/query", json={**base, "return_mode": "pages"})).json()["results"]
@@ -97,7 +97,7 @@ async def hit_at_5(client: httpx.AsyncClient, source_id: str, root: str) -> dict
         pages_hits += bool(found_pages & set(item["pages"]))
         chunk_hits += bool(found_chunks & set(item["pages"]))
         if not found_pages & set(item["pages"]):
-            misses.append(item["q"])
+            misses[item["q"]] = [page_path(r["url"], root) for r in pages]
     n = len(questions)
     return {
         "questions": n,
