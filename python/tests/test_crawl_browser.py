@@ -93,7 +93,10 @@ async def test_browser_renders_javascript_and_guards_its_requests(cdp_url: str, 
             assert len(plain) == 1  # the link exists only after the script ran
 
             settings = crawl_settings(tmp_path, browser_cdp_url=cdp_url, crawl_timeout_s=30)
-            docs, _ = await crawl(settings, site.url("/"))
+            site.requests.clear()
+            docs, _ = await crawl(settings, site.url("/"), headers={"X-Docs-Key": "browser-key-1"})
+            # the crawl's header goes with the browser's requests too (the document, its images)
+            assert {headers.get("X-Docs-Key") for _, headers in site.requests} == {"browser-key-1"}
             assert [d.url for d in docs] == [site.url("/"), site.url("/second.html")]
             assert "Only a browser sees this text" in docs[0].markdown
             assert site.hits["/allowed.gif"] >= 1  # the browser did load images...

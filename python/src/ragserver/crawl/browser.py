@@ -10,6 +10,7 @@ used: the slim image needs no Chromium.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ragserver.config import Settings
@@ -21,9 +22,18 @@ from ragserver.errors import CrawlError, TargetRefused
 class Renderer:
     """One connection to a CDP browser for the length of a crawl."""
 
-    def __init__(self, settings: Settings, guard: Guard) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        guard: Guard,
+        *,
+        headers: Mapping[str, str] | None = None,
+        send_headers_to: Callable[[str], bool] | None = None,
+    ) -> None:
         self._settings = settings
         self._guard = guard
+        self._headers = dict(headers or {})  # the crawl's own headers, for its hosts only (as the Fetcher)
+        self._send_headers_to = send_headers_to or (lambda url: False)
         self._crawler: Any = None
         self._run_config: Any = None
         self._lock = asyncio.Lock()
@@ -77,6 +87,9 @@ class Renderer:
                     await self._guard.check_url(request_url)
                 except TargetRefused:
                     await route.abort("blockedbyclient")
+                    return
+                if self._headers and self._send_headers_to(request_url):
+                    await route.continue_(headers={**route.request.headers, **self._headers})
                     return
             await route.continue_()
 

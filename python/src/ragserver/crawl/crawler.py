@@ -127,7 +127,9 @@ class Crawler:
             self.fetcher = fetcher
             await fetcher.guard.check_url(fetch_start)
             if self.settings.browser_cdp_url:
-                self._renderer = Renderer(self.settings, fetcher.guard)
+                self._renderer = Renderer(
+                    self.settings, fetcher.guard, headers=self.request.headers, send_headers_to=self.scope.same_site
+                )
             try:
                 async for doc in self._run(fetch_start, start):
                     self.previous.record(doc.url, carried=doc.carried_from is not None)
