@@ -92,7 +92,10 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
 
             # A refresh of a site that became slow, stopped midway: the first crawl's pages stay.
             for path in [p for p in site.routes if p.endswith(".html") or p == "/"]:
-                slow = page("slow", "<p>slow version</p>", [f"/slow{i}.html" for i in range(60)])
+                # enough text besides its 60 links that it is a page, not a link page (those are not stored)
+                slow = page(
+                    "slow", "<p>" + "A slow version of the page. " * 60 + "</p>", [f"/slow{i}.html" for i in range(60)]
+                )
                 slow.delay_s = 0.3
                 site.set(path, slow)
             refresh = (await client.post(f"/api/knowledge-items/{body['source_id']}/refresh")).json()
