@@ -17,7 +17,7 @@ from ragserver.domain import Document
 from ragserver.errors import InputError
 from ragserver.ingest.chunk import chunk_document
 from ragserver.ingest.content import ContentRules, check_selector
-from ragserver.ingest.html import convert_html
+from ragserver.ingest.html import convert_html, whole_text
 from ragserver.ingest.links import LINK_DENSE_MIN_CHARS, link_words
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -262,3 +262,22 @@ def test_python_docs_pages_are_their_content_and_indexes_are_link_dense(page: st
     head = converted.markdown[:2000]
     assert "modules |" not in head and "Table of Contents" not in head and "Quick search" not in converted.markdown
     assert "Theme" not in head and converted.markdown.startswith("#")
+
+
+def test_a_pages_own_private_use_marks_never_break_the_conversion() -> None:
+    page = "<main><h1>T</h1><p>\ue00299\ue003 and \ue0007\ue001</p><pre><code>x = 1</code></pre></main>"
+    converted = convert_html(page)
+    assert "99 and 7" in converted.markdown and "```\nx = 1\n```" in converted.markdown
+    assert link_words("[a](b) \ue0007\ue001 `c`") == "a 7 `c`"
+
+
+def test_a_class_that_only_contains_breadcrumb_is_content() -> None:
+    page = "<main><h1>Guide</h1><div class='page has-breadcrumbs'><p>The whole guide text.</p></div></main>"
+    assert "The whole guide text." in convert_html(page).markdown
+
+
+def test_a_body_wrapped_in_a_form_keeps_its_text_in_paragraphs() -> None:
+    page = "<body><form action='/x'><h1>Title</h1><p>Body text here.</p><input name='q'></form></body>"
+    markdown = convert_html(page).markdown
+    assert "Title" in markdown and "Body text here." in markdown and "TitleBody" not in markdown
+    assert whole_text("<div><h1>T</h1><p>Body</p></div>") == "T\n\nBody"

@@ -16,6 +16,7 @@ The cut is destructive (no copy of a large tree); links for discovery are read b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cssselect import SelectorError
@@ -40,13 +41,15 @@ MAIN_SELECTORS = (
 # Chrome inside or around the content element. Class and id patterns are the widgets' own names,
 # never bare words like "cookie" or "sidebar" that a documentation section may be called.
 CHROME_SELECTORS = (
-    "script, style, noscript, template, iframe, form, button, input, select, textarea, dialog",
+    # a form is kept (ASP.NET pages wrap the whole body in one), its controls go, a search form whole
+    "script, style, noscript, template, iframe, button, input, select, textarea, dialog, form[role=search]",
     "svg:not([id^='mermaid-'])",
     # docutils writes footnotes, topics (an abstract), admonitions and its sidebar directive as <aside>
     # (an aside.sidebar is content there), so a site's own sidebar goes by its theme's names below
     "nav, aside:not(.footnote):not(.footnote-list):not(.topic):not(.admonition):not(.sidebar), footer",
     "[role=navigation], [role=banner], [role=contentinfo], [role=search]",
-    "[class*=breadcrumb], [aria-label=breadcrumbs], [aria-label=Breadcrumbs]",
+    ".breadcrumb, .breadcrumbs, .md-path, .theme-doc-breadcrumbs, .wy-breadcrumbs, [aria-label=breadcrumbs]",
+    "[aria-label=Breadcrumbs], [aria-label=breadcrumb]",
     ".skip-link, .skip-to-content, .md-skip, [class*=skipToContent], a[href='#content'], a[href='#main-content']",
     "div.related, div.footer, .md-footer, .pagination-nav, .rst-footer-buttons, .prev-next-area, .related-pages",
     ".nav-links, .post-navigation, .sphinxsidebar, .md-sidebar, .wy-nav-side, .bd-sidebar, .sidebar-drawer",
@@ -79,12 +82,18 @@ class ContentRules:
     link_pages_markdown: bool = True
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(css: str) -> CSSSelector:
+    """A selector compiled once per process (each page would otherwise compile a dozen)."""
+    return CSSSelector(css)
+
+
 def main_content(doc: HtmlElement, rules: ContentRules) -> list[HtmlElement]:
     """The page's content elements, cleaned in place, in document order; [] when none holds text."""
-    chrome = CSSSelector(", ".join([*CHROME_SELECTORS, *rules.exclude_selectors]))
+    chrome = _compiled(", ".join([*CHROME_SELECTORS, *rules.exclude_selectors]))
     selectors = [rules.content_selector] if rules.content_selector else []
     for css in [*selectors, *MAIN_SELECTORS]:
-        found = [_cleaned(el, chrome) for el in _outermost(CSSSelector(css)(doc))]
+        found = [_cleaned(el, chrome) for el in _outermost(_compiled(css)(doc))]
         with_text = [el for el in found if _has_text(el)]
         if with_text:
             return with_text

@@ -44,6 +44,45 @@ _FENCED_HOLE = re.compile(r"^[ \t]*```[^\n]*\n[ \t]*\ue002(\d+)\ue003[ \t]*\n[ \
 _BARE_HOLE = re.compile("\ue002(\\d+)\ue003")
 _NOT_FOLLOWED = ("javascript:", "mailto:", "tel:", "data:")
 _HIDDEN = frozenset({"script", "style", "noscript", "template"})
+_BLOCKS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "td",
+        "th",
+        "tr",
+        "ul",
+    ]
+)
+# Private-use characters the conversion marks code blocks with; a page's own would be mistaken for marks.
+_MARKS = str.maketrans("", "", "\ue000\ue001\ue002\ue003")
 
 
 @dataclass
@@ -81,6 +120,7 @@ def convert_html(html: str, url: str = "", rules: ContentRules | None = None) ->
     rules = rules or ContentRules()
     if html.count("<") > MAX_TAGS:
         raise InputError(f"the HTML has more than {MAX_TAGS} tags; split it into smaller files")
+    html = html.translate(_MARKS)
     if not html.strip():
         return Converted("", "")
     try:
@@ -141,9 +181,16 @@ class _TextReader(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._hidden += tag in _HIDDEN
+        self._break(tag)
 
     def handle_endtag(self, tag: str) -> None:
         self._hidden -= tag in _HIDDEN and self._hidden > 0
+        self._break(tag)
+
+    def _break(self, tag: str) -> None:
+        """Blocks (headings, paragraphs, list items, cells...) end a paragraph, so their texts never run together."""
+        if tag in _BLOCKS and self.parts and self.parts[-1] != "\n\n":
+            self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:

@@ -34,6 +34,7 @@ _REFERENCE_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\[[^\[\]]*\]")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\[\]]+\]:[ \t]*\S+.*$", re.MULTILINE)
 _HOLE = "\ue000{}\ue001"
 _HOLES = re.compile("\ue000(\\d+)\ue001")
+_MARKS = str.maketrans("", "", "\ue000\ue001")
 
 ENTRY_TAGS = frozenset({"li", "tr", "dt"})
 
@@ -42,6 +43,7 @@ def link_words(text: str) -> str:
     """Markdown with links reduced to their text and images to their alt text; code spans untouched."""
     if "](" not in text and "][" not in text and "]:" not in text:
         return text
+    text = text.translate(_MARKS)  # a text's own marks would be taken for the holes of its code spans
     spans: list[str] = []
 
     def hole(match: re.Match[str]) -> str:
