@@ -255,3 +255,23 @@ def test_header_values_are_masked_in_log_lines(tmp_path: Path, caplog: pytest.Lo
         logging.getLogger("some.library").info(f"in the message itself: {DOCS_KEY}")
     assert DOCS_KEY not in caplog.text
     assert caplog.text.count("***") == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [
+        ("acme.gitbook.io", "acme.gitbook.io"),
+        ("proj.readthedocs.org", "proj.readthedocs.org"),
+        ("bucket.s3.amazonaws.com", "bucket.s3.amazonaws.com"),
+        ("docs.service.gouv.fr", "service.gouv.fr"),
+    ],
+)
+def test_shared_hosting_suffixes_are_never_one_owners_domain(host: str, domain: str) -> None:
+    assert registrable_domain(host) == domain
+
+
+def test_request_headers_go_to_the_start_host_only_and_long_urls_are_never_matched() -> None:
+    scope = Scope("https://docs.example.com/", scope="domain", include=["/(a+)+$/"])
+    assert scope.same_site("https://api.example.com/x") and not scope.same_host("https://api.example.com/x")
+    assert scope.same_host("https://www.docs.example.com/y")
+    assert not scope.allows("https://docs.example.com/" + "a" * 5000 + "!")

@@ -122,13 +122,13 @@ class Crawler:
         self.scope = Scope(
             fetch_start, self.request.include_patterns, self.request.exclude_patterns, self.request.scope
         )
-        fetcher = Fetcher(self.settings, headers=self.request.headers, send_headers_to=self.scope.same_site)
+        fetcher = Fetcher(self.settings, headers=self.request.headers, send_headers_to=self.scope.same_host)
         async with fetcher:
             self.fetcher = fetcher
             await fetcher.guard.check_url(fetch_start)
             if self.settings.browser_cdp_url:
                 self._renderer = Renderer(
-                    self.settings, fetcher.guard, headers=self.request.headers, send_headers_to=self.scope.same_site
+                    self.settings, fetcher.guard, headers=self.request.headers, send_headers_to=self.scope.same_host
                 )
             try:
                 async for doc in self._run(fetch_start, start):

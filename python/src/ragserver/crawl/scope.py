@@ -30,13 +30,17 @@ from urllib.parse import urlsplit
 from ragserver.crawl.urls import looks_binary
 
 ScopeName = Literal["subpages", "hostname", "domain"]
+MAX_MATCHED_URL_CHARS = 2048
 DEFAULT_SCOPE: ScopeName = "hostname"
 
 # No public suffix list ships with the server, so the registrable domain is a heuristic: the last
 # two labels, or three under a two-letter country code whose second level is a generic one
 # (example.co.uk, example.com.au), or one more under a shared hosting suffix where every
 # subdomain is a different owner (project.readthedocs.io, user.github.io).
-GENERIC_SECOND_LEVELS = frozenset({"ac", "co", "com", "edu", "gov", "ltd", "mil", "ne", "net", "or", "org", "plc"})
+GENERIC_SECOND_LEVELS = frozenset(
+    {"ac", "asn", "co", "com", "edu", "go", "gob", "gouv", "gov", "gv", "id", "ltd", "mil", "ne", "net", "nic", "or"}
+    | {"org", "plc"}
+)
 SHARED_HOST_SUFFIXES = frozenset(
     {
         "appspot.com",
@@ -44,14 +48,25 @@ SHARED_HOST_SUFFIXES = frozenset(
         "blogspot.com",
         "cloudfront.net",
         "firebaseapp.com",
+        "fly.dev",
         "github.io",
+        "gitbook.io",
         "gitlab.io",
         "herokuapp.com",
+        "hf.space",
+        "mintlify.app",
         "netlify.app",
+        "notion.site",
+        "onrender.com",
         "pages.dev",
         "readthedocs.io",
+        "readthedocs.org",
+        "rtfd.io",
+        "s3.amazonaws.com",
+        "surge.sh",
         "vercel.app",
         "web.app",
+        "workers.dev",
     }
 )
 
@@ -143,9 +158,15 @@ class Scope:
             return host == self._domain or host.endswith("." + self._domain)
         return host == self._host
 
+    def same_host(self, url: str) -> bool:
+        """True when `url` is on the start URL's own host: the only one a crawl's request headers go to
+        (a domain scope's heuristic may take in hosts of other owners, e.g. another *.gitbook.io site)."""
+        return host_key(url) == self._host
+
     def allows(self, url: str) -> bool:
-        """True when the crawl may fetch `url` (canonical) as a page."""
-        if not self.same_site(url) or looks_binary(url):
+        """True when the crawl may fetch `url` (canonical) as a page; never a URL longer than
+        MAX_MATCHED_URL_CHARS, so a site's links cannot make a caller's /regex/ backtrack for long."""
+        if len(url) > MAX_MATCHED_URL_CHARS or not self.same_site(url) or looks_binary(url):
             return False
         if self.scope == "subpages" and not _under(urlsplit(url).path, self._root):
             return False
