@@ -117,8 +117,10 @@ def registrable_domain(host: str) -> str:
     keep = 2
     if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in GENERIC_SECOND_LEVELS:
         keep = 3
-    if ".".join(labels[-2:]) in SHARED_HOST_SUFFIXES:
-        keep = 3
+    for size in (3, 2):  # a shared host's suffix (github.io, s3.amazonaws.com) plus the owner's label
+        if len(labels) > size and ".".join(labels[-size:]) in SHARED_HOST_SUFFIXES:
+            keep = size + 1
+            break
     return ".".join(labels[-keep:])
 
 
