@@ -229,3 +229,14 @@ async def test_crawl_follow_refresh_and_stop(knowledge: Knowledge) -> None:
             assert again["cancelled"] is False
             kept = await call(mcp, "rag_list_pages_for_source", {"source_id": started["source_id"]})
             assert kept["total"] == 11
+
+
+async def test_pages_mode_fills_the_pages_asked_for_when_one_page_holds_the_top_chunks(knowledge: Knowledge) -> None:
+    # every entry of the long almanac matches, so the top chunks are all on that one page
+    query = {"query": "quokkas on Rottnest Island with friendly faces", "match_count": 3, "return_mode": "pages"}
+    async with knowledge.session() as mcp:
+        chunks = await call(mcp, "rag_search_knowledge_base", {**query, "return_mode": "chunks", "match_count": 30})
+        assert {hit["source_id"] for hit in chunks["results"]} == {knowledge.almanac}
+        pages = await call(mcp, "rag_search_knowledge_base", query)
+    assert len(pages["results"]) == 3 and len({hit["page_id"] for hit in pages["results"]}) == 3
+    assert knowledge.almanac in {hit["source_id"] for hit in pages["results"]}

@@ -35,6 +35,8 @@ from ragserver.search.results import (
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
+MAX_FUSED_HITS = 1000  # the store's match_count limit
+PAGE_FILL_FACTOR = 4
 # The reranker's state (MLService.reranker_state) -> why a search that wanted reranking did not rerank.
 _SKIPPED_BECAUSE: dict[str, RerankSkipped] = {
     "disabled": "disabled",
@@ -99,8 +101,7 @@ class SearchService:
         use_rerank = self.settings.use_reranking if rerank is None else rerank
         embedding, model = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
-        options = self._options(wanted, source_id, library, version)
-        hits = await self.store.hybrid_search(query, embedding, model, **options)
+        hits = await self._hits(query, embedding, model, wanted, source_id, library, version, return_mode, match_count)
         reranking = _Reranking(hits, None if use_rerank else "disabled")
         if use_rerank and hits:
             reranking = await self._rerank(query, hits, budget_setting)
@@ -131,6 +132,30 @@ class SearchService:
             results=results,
             total_found=len(results),
         )
+
+    async def _hits(
+        self,
+        query: str,
+        embedding: list[float] | None,
+        model: str | None,
+        wanted: int,
+        source_id: str | None,
+        library: str | None,
+        version: str | None,
+        return_mode: ReturnMode,
+        match_count: int,
+    ) -> list[SearchHit]:
+        """The fused chunks of a query, best first. For pages, as many as it takes to fill `match_count`
+        pages: one long page can hold every one of the top chunks, so while the chunks found name
+        fewer pages and more exist, the search is repeated for PAGE_FILL_FACTOR times as many."""
+        while True:
+            options = self._options(wanted, source_id, library, version)
+            hits = await self.store.hybrid_search(query, embedding, model, **options)
+            if return_mode != "pages" or len(hits) < wanted or wanted >= MAX_FUSED_HITS:
+                return hits
+            if len({hit.page_id for hit in hits}) >= match_count:
+                return hits
+            wanted = min(wanted * PAGE_FILL_FACTOR, MAX_FUSED_HITS)
 
     async def code_examples(
         self,
