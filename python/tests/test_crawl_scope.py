@@ -9,6 +9,7 @@ on URLs (`registrable_domain`, `Scope.same_site`).
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from ragserver.crawl.request import CrawlRequest
 from ragserver.crawl.scope import BadPattern, Scope, compile_pattern, registrable_domain
 from ragserver.domain import public_source_metadata
 from ragserver.errors import InputError
-from ragserver.logredact import secrets_masked_in_logs
+from ragserver.logredact import SecretFilter, secrets_masked_in_logs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -275,3 +276,23 @@ def test_request_headers_go_to_the_start_host_only_and_long_urls_are_never_match
     assert scope.same_site("https://api.example.com/x") and not scope.same_host("https://api.example.com/x")
     assert scope.same_host("https://www.docs.example.com/y")
     assert not scope.allows("https://docs.example.com/" + "a" * 5000 + "!")
+
+
+def test_masking_covers_argument_objects_mappings_and_tracebacks() -> None:
+    secret = "hdr-secret-value-42"
+    masker = SecretFilter([secret])
+    records = [
+        logging.LogRecord("t", logging.INFO, __file__, 1, "sent %s", ({"X-Token": secret},), None),
+        logging.LogRecord("t", logging.INFO, __file__, 1, "sent %(h)s", None, None),
+    ]
+    records[1].args = {"h": {"X-Token": secret}}
+    try:
+        raise RuntimeError(f"refused {secret}")
+    except RuntimeError:
+        records.append(logging.LogRecord("t", logging.ERROR, __file__, 1, "failed %d", (3,), sys.exc_info()))
+    formatter = logging.Formatter()
+    for record in records:
+        assert masker.filter(record)
+        line = formatter.format(record)
+        assert secret not in line and "***" in line, line
+    assert formatter.format(records[2]).startswith("failed 3")

@@ -46,16 +46,24 @@ class SecretFilter(logging.Filter):
 
     @staticmethod
     def _mask(value: object, secrets: list[str]) -> object:
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, MASK)
-        return value
+        """A string with the secrets masked; any other value whose text holds one (a dict of headers,
+        an exception) as that masked text; else the value itself, so %d and %r keep working."""
+        text = value if isinstance(value, str) else str(value)
+        if not any(secret in text for secret in secrets):
+            return value
+        for secret in secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = sorted({*self.secrets, *_registered}, key=len, reverse=True)
         record.msg = self._mask(record.msg, secrets)
         if isinstance(record.args, tuple):
             record.args = tuple(self._mask(arg, secrets) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self._mask(arg, secrets) for key, arg in record.args.items()}
+        if record.exc_info and not record.exc_text:  # the formatter uses exc_text when it is set
+            record.exc_text = str(self._mask(logging.Formatter().formatException(record.exc_info), secrets))
         return True
 
 
