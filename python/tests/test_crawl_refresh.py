@@ -235,3 +235,16 @@ async def staged_pages(rig: Rig, source_id: str) -> int:
         )
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def test_a_crawl_with_other_content_rules_fetches_every_page_whole(rig: Rig) -> None:
+    with FixtureSite(versioned_site()) as site:
+        source_id = source_id_for(site.url("/"))
+        await rig.crawl.crawl(CrawlRequest(url=site.url("/")))
+        # the same site again, its link lists now chrome: a 304 would keep them in the stored pages
+        again = await rig.crawl.crawl(CrawlRequest(url=site.url("/"), exclude_selectors=["ul"]))
+        assert sum(site.not_modified.values()) == 0, "no conditional request: every page fetched whole"
+        # converted anew: the pages with a list changed, the others hash to what was stored
+        assert (again["pages_changed"], again["pages_unchanged"]) == (2, 2)
+        pages = await stored_pages(rig.settings, source_id)
+    assert "apples.html" not in pages[site.url("/")] and "spring" in pages[site.url("/")]

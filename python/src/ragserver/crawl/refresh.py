@@ -45,8 +45,13 @@ class RefreshCounts:
 class PreviousCrawl:
     """The previous generation's pages by URL (empty for a first crawl), and the tally against it."""
 
-    def __init__(self, pages: list[PreviousPage] | None = None, links_of: LinksOf | None = None) -> None:
+    def __init__(
+        self, pages: list[PreviousPage] | None = None, links_of: LinksOf | None = None, *, revalidate: bool = True
+    ) -> None:
         self._pages = {page["url"]: page for page in pages or []}
+        # False when the stored pages were extracted otherwise (other content rules, an older
+        # conversion): a 304 would keep their old markdown, so every page is fetched whole
+        self.revalidate = revalidate
         self._links_of = links_of
         self._stored: set[str] = set()
         self.counts = RefreshCounts()
@@ -58,7 +63,7 @@ class PreviousCrawl:
     def conditions(self, url: str) -> dict[str, str]:
         """The conditional request headers for a canonical URL (none for a page not stored before)."""
         page = self._pages.get(url)
-        if page is None:
+        if page is None or not self.revalidate:
             return {}
         headers = {}
         if page["etag"]:

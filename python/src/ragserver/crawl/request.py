@@ -16,6 +16,7 @@ from ragserver.crawl.scope import DEFAULT_SCOPE, BadPattern, ScopeName, compile_
 from ragserver.domain import MAX_LABEL_CHARS, NO_NUL_PATTERN
 from ragserver.errors import InputError
 from ragserver.ingest.content import ContentRules, check_selector
+from ragserver.ingest.html import CONVERSION
 
 MAX_DEPTH_LIMIT = 10
 MAX_PAGES_LIMIT = 100_000
@@ -115,6 +116,19 @@ class CrawlRequest(BaseModel):
         """Where this crawl's pages keep their content, for the page conversion."""
         return ContentRules(self.content_selector, tuple(self.exclude_selectors), self.keep_link_pages)
 
+    def extraction(self) -> dict[str, Any]:
+        """What decides the markdown a page yields: the content rules and the conversion's version.
+        A refresh revalidates stored pages (304: kept as they are) only while it is the same."""
+        return {
+            "content_selector": self.content_selector,
+            "exclude_selectors": list(self.exclude_selectors),
+            "keep_link_pages": self.keep_link_pages,
+            "conversion": CONVERSION,
+        }
+
     def options(self) -> dict[str, Any]:
         """What the source's metadata keeps to repeat this crawl (its labels are kept on the source)."""
-        return self.model_dump(exclude={"knowledge_type", "tags", "library", "version"})
+        return {
+            **self.model_dump(exclude={"knowledge_type", "tags", "library", "version"}),
+            "extraction": self.extraction(),
+        }

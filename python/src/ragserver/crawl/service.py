@@ -29,7 +29,7 @@ from ragserver.crawl.refresh import PreviousCrawl
 from ragserver.crawl.request import MAX_PAGES_LIMIT, CrawlRequest
 from ragserver.crawl.urls import canonicalize
 from ragserver.domain import SourceInfo, source_labels
-from ragserver.errors import Busy, InputError
+from ragserver.errors import Busy, InputError, NotFound
 from ragserver.progress import ACTIVE, Operation, ProgressTracker, Result
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,15 @@ class CrawlService:
         self._running[source_id] = op
         return op
 
+    async def _extracted_alike(self, source_id: str, request: CrawlRequest) -> bool:
+        """Whether the source's stored pages were extracted as this crawl would (CrawlRequest.extraction)."""
+        try:
+            source = await self.store.get_source(source_id)
+        except NotFound:
+            return False
+        stored = ((source.get("metadata") or {}).get("crawl") or {}).get("extraction")
+        return bool(stored == request.extraction())
+
     async def _budgeted(self, request: CrawlRequest) -> CrawlRequest:
         """The request with its page budget filled in (CRAWL_MAX_PAGES), once the guard allows its target."""
         max_pages = request.max_pages or self.settings.crawl_max_pages
@@ -123,7 +132,11 @@ class CrawlService:
         """Crawl and ingest as one run of the source; the runner ends `op` from the outcome."""
         source = _source_info(request)
         try:
-            previous = PreviousCrawl(await self.store.previous_pages(source.source_id), self.store.page_links)
+            previous = PreviousCrawl(
+                await self.store.previous_pages(source.source_id),
+                self.store.page_links,
+                revalidate=await self._extracted_alike(source.source_id, request),
+            )
             crawler = Crawler(
                 self.settings,
                 request,

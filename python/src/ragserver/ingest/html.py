@@ -44,6 +44,9 @@ _FENCED_HOLE = re.compile(r"^[ \t]*```[^\n]*\n[ \t]*\ue002(\d+)\ue003[ \t]*\n[ \
 _BARE_HOLE = re.compile("\ue002(\\d+)\ue003")
 _NOT_FOLLOWED = ("javascript:", "mailto:", "tel:", "data:")
 _HIDDEN = frozenset({"script", "style", "noscript", "template"})
+# What a page converts to, as a number: raise it with any change to the conversion's output, so a
+# refresh re-converts pages an earlier release stored instead of keeping them on a 304.
+CONVERSION = 2
 _BLOCKS = frozenset(
     [
         "address",
