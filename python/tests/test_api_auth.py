@@ -1,4 +1,4 @@
-"""RAGSERVER_API_KEY: every /api route refuses requests without the bearer key; /health and docs stay open."""
+"""RAGSERVER_API_KEY: every /api and /mcp route refuses requests without the bearer key; /health and docs stay open."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from support.api_fixtures import API_KEY, RunningApp
 pytestmark = pytest.mark.slow
 
 OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+MCP_PATHS = {"/mcp", "/mcp/"}  # the MCP face, under the same key (its 401s: test_mcp_transport.py)
 
 
 def api_routes(running: RunningApp) -> list[tuple[str, str]]:
@@ -22,10 +23,10 @@ def api_routes(running: RunningApp) -> list[tuple[str, str]]:
     return routes
 
 
-def test_every_route_is_either_open_or_under_api(api_with_key: RunningApp) -> None:
-    """A new route outside /api would silently escape the key check; this catches it."""
+def test_every_route_is_either_open_or_under_api_or_mcp(api_with_key: RunningApp) -> None:
+    """A new route outside /api and /mcp would silently escape the key check; this catches it."""
     for _, path in api_routes(api_with_key):
-        assert path in OPEN_PATHS or path.startswith("/api/"), path
+        assert path in OPEN_PATHS or path in MCP_PATHS or path.startswith("/api/"), path
 
 
 async def test_every_api_route_requires_the_key(api_with_key: RunningApp) -> None:
