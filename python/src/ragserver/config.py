@@ -92,6 +92,22 @@ class Settings:
     ragserver_url: str = _setting(
         "http://127.0.0.1:8181", "The running server `ragserver mcp` (stdio) forwards to, with RAGSERVER_API_KEY."
     )
+    llm_url: str = _setting(
+        "", "OpenAI-compatible chat API base URL incl. /v1 (Ollama, vLLM, LM Studio, OpenAI); empty: /api/rag/ask off."
+    )
+    llm_model: str = _setting("", "Chat model /api/rag/ask asks, as the LLM server names it (e.g. qwen3:8b).")
+    llm_api_key: str = _setting("", "Bearer key of the LLM server (secret, never logged or returned); empty: none sent.")
+    llm_timeout_s: float = _setting(
+        120.0, "Seconds the LLM may stay silent (connecting: at most 10) before an ask answers 504."
+    )
+    llm_max_tokens: int = _setting(1024, "Most tokens of one answer (max_tokens); 0 = the LLM server's default.")
+    llm_temperature: float = _setting(0.1, "Sampling temperature of answers (low keeps them close to the sources).")
+    ask_min_rerank_score: float = _setting(
+        0.1, "Reranked chunks below this score are not given to the LLM; none left: 'nothing relevant', LLM not asked."
+    )
+    ask_max_context_chars: int = _setting(
+        24000, "Most characters of retrieved chunk text one ask's prompt carries (best chunks first)."
+    )
     log_level: str = _setting("info", "Logging level.")
 
     @classmethod
