@@ -19,6 +19,9 @@ Foreign errors (psycopg, httpx, torch, pypdf) are translated at the boundary wit
                                         (a released migration edited, or a newer release's schema):
                                         fatal at start-up, never retried
       MLError                      500  inference failed
+      NotConfigured                409  a feature whose settings are not set (/api/rag/ask without LLM_URL, LLM_MODEL)
+      LLMError                     502  the LLM server (LLM_URL) is down or answered an error or garbage
+        LLMTimeout                 504  the LLM server stayed silent longer than LLM_TIMEOUT_S
       CrawlError                   502  fetching a page failed
 """
 
@@ -99,6 +102,21 @@ class SchemaMismatch(StoreError):
 
 class MLError(RagServerError):
     code = "ml_error"
+
+
+class NotConfigured(RagServerError):
+    status_code = 409
+    code = "not_configured"
+
+
+class LLMError(RagServerError):
+    status_code = 502
+    code = "llm_error"
+
+
+class LLMTimeout(LLMError):
+    status_code = 504
+    code = "llm_timeout"
 
 
 class CrawlError(RagServerError):

@@ -26,12 +26,15 @@ ERROR_DESCRIPTIONS = {
     400: "Bad input: unparsable body, a field value the service refuses (e.g. a refused crawl target)",
     401: "Missing or wrong API key (Authorization: Bearer <key>)",
     404: "No such id",
+    409: "The feature needs settings that are not set (the message names them)",
     413: "Request body larger than MAX_UPLOAD_MB",
     415: "File type that cannot be parsed",
     422: "Request does not match the schema",
     429: "A queue is full; retry later",
     500: "Unexpected failure (logged by the server; the body has no details)",
+    502: "An upstream server (the LLM) is down or answered an error",
     503: "A dependency (database, ML environment) is not ready",
+    504: "An upstream server (the LLM) did not answer in time",
 }
 
 
