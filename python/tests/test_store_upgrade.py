@@ -47,7 +47,7 @@ from ragserver.store.schema_files import released, shipped_functions, shipped_mi
 
 # what upgrading a database of any earlier release applies
 UPGRADE = MigrationReport(
-    ("0006_schema_functions", "0007_incremental_runs"), tuple(f.name for f in shipped_functions())
+    ("0006_schema_functions", "0007_incremental_runs", "0008_operations"), tuple(f.name for f in shipped_functions())
 )
 
 

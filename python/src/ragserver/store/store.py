@@ -13,6 +13,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SearchOptions, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
 from ragserver.store.migrate import MigrationReport
+from ragserver.store.operations import OperationStore
 from ragserver.store.schema_check import SchemaState, assess_info
 from ragserver.store.schema_files import latest_version
 from ragserver.store.transport import Transport, VectorArg, VectorsArg
@@ -73,7 +74,8 @@ class CarriedPage(TypedDict):
 
 
 class PageRows(TypedDict):
-    """One window of list_pages: the pages as rag_list_pages shapes them, and how many match."""
+    """One window of a source listing (list_pages, list_code_examples): the rows as its SQL function
+    shapes them, and how many match."""
 
     items: list[dict[str, Any]]
     total: int
@@ -87,6 +89,8 @@ class Store:
         self.backend = backend
         #: what open_store applied to bring the schema up to date (it is the one place that migrates)
         self.migration_report = migration_report or MigrationReport()
+        #: the long operations every replica sees (store/operations.py)
+        self.operations = OperationStore(transport)
 
     async def _call(self, fn: str, **params: Any) -> list[dict[str, Any]]:
         return await self.transport.call(fn, params)
@@ -318,11 +322,18 @@ class Store:
     async def list_pages(self, source_id: str, *, section: str | None, limit: int, offset: int) -> PageRows:
         """A window of the source's active pages in URL order with their sizes, and how many pages
         the section has (section: see rag_page_in_section); NotFound for an unknown source."""
+        return await self._source_window("rag_list_pages", source_id, limit=limit, offset=offset, p_section=section)
+
+    async def list_code_examples(self, source_id: str, *, limit: int, offset: int) -> PageRows:
+        """A window of the code examples of the source's active generation (by page URL, then their
+        order on the page), and how many it has; NotFound for an unknown source."""
+        return await self._source_window("rag_list_code_examples", source_id, limit=limit, offset=offset)
+
+    async def _source_window(self, fn: str, source_id: str, *, limit: int, offset: int, **params: Any) -> PageRows:
+        """A listing function's window of one source: its items and total (NotFound: no such source)."""
         if not 0 <= offset <= MAX_SQL_INT or not 1 <= limit <= MAX_PER_PAGE:
             raise InputError(f"offset must be 0..{MAX_SQL_INT} and limit 1..{MAX_PER_PAGE}")
-        rows = await self._call(
-            "rag_list_pages", p_source_id=source_id, p_section=section, p_limit=limit, p_offset=offset
-        )
+        rows = await self._call(fn, p_source_id=source_id, p_limit=limit, p_offset=offset, **params)
         if not rows:
             raise NotFound(f"source {source_id!r} not found")
         return {"items": rows[0]["items"], "total": int(rows[0]["total"])}
