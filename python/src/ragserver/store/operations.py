@@ -98,11 +98,9 @@ class OperationStore:
         snapshot: Snapshot = rows[0]["operation"]
         return snapshot
 
-    async def list(self, *, active_only: bool) -> list[Snapshot]:
+    async def snapshots(self, *, active_only: bool) -> list[Snapshot]:
         """Snapshots of every replica's operations, newest first."""
-        rows = await self.transport.call(
-            "rag_list_operations", {"p_active_only": active_only, "p_limit": LIST_LIMIT}
-        )
+        rows = await self.transport.call("rag_list_operations", {"p_active_only": active_only, "p_limit": LIST_LIMIT})
         return [row["operation"] for row in rows]
 
     async def request_cancel(self, operation_id: str) -> StopAnswer:
