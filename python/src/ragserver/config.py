@@ -108,6 +108,12 @@ class Settings:
     ask_max_context_chars: int = _setting(
         24000, "Most characters of retrieved chunk text one ask's prompt carries (best chunks first)."
     )
+    redis_url: str = _setting(
+        "", "Redis carrying Socket.IO events across replicas (redis://[:password@]host:6379/0, a secret); empty: none."
+    )
+    replica_max_jobs: int = _setting(
+        4, "Queued crawls and refreshes one replica runs at once; more wait in the database for any replica with room."
+    )
     log_level: str = _setting("info", "Logging level.")
 
     @classmethod

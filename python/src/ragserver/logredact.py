@@ -29,10 +29,11 @@ def mask_in_logs(values: Iterable[str]) -> None:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """The API key, the Supabase service key, the DATABASE_URL and the password inside it."""
-    values = [settings.ragserver_api_key, settings.supabase_service_key, settings.database_url]
-    with contextlib.suppress(ValueError):
-        values.append(urlsplit(settings.database_url).password or "")
+    """The API key, the Supabase service key, the DATABASE_URL and REDIS_URL and the passwords inside them."""
+    values = [settings.ragserver_api_key, settings.supabase_service_key, settings.database_url, settings.redis_url]
+    for url in (settings.database_url, settings.redis_url):
+        with contextlib.suppress(ValueError):
+            values.append(urlsplit(url).password or "")
     # longest first, so a DSN is masked whole before its password is
     return sorted({v for v in values if len(v) >= MIN_SECRET_CHARS}, key=len, reverse=True)
 
