@@ -78,6 +78,30 @@ class PageListing(BaseModel):
     next_offset: int | None = NextOffset
 
 
+class CodeExampleSummary(BaseModel):
+    """One code example of a source's active generation, with the page it was found on."""
+
+    id: int = Field(description="Code example id")
+    page_id: int
+    url: str = Field(description="The page's URL (or the uploaded file's name)")
+    title: str = Field(description="The page's title")
+    language: str = Field(description="The fence's language tag; empty when it had none")
+    content: str = Field(description="The code, whole")
+    context: str = Field(description="The text around the code on its page")
+    heading_path: list[str] = Field(description="The headings the code stands under")
+
+
+class CodeExampleListing(BaseModel):
+    """One window of a source's code examples, by page URL and then their order on the page."""
+
+    source_id: str
+    examples: list[CodeExampleSummary]
+    total: int = Field(description="Code examples of the source's active generation")
+    offset: int
+    limit: int
+    next_offset: int | None = NextOffset
+
+
 class PageContent(BaseModel):
     """A slice of one page's markdown, cut at a paragraph or line break where one is near."""
 

@@ -9,7 +9,14 @@ getting more than it asked for; the slices of one page put back together are the
 
 from __future__ import annotations
 
-from ragserver.catalog.results import PageContent, PageListing, PageSummary, SourceSummary
+from ragserver.catalog.results import (
+    CodeExampleListing,
+    CodeExampleSummary,
+    PageContent,
+    PageListing,
+    PageSummary,
+    SourceSummary,
+)
 from ragserver.domain import MAX_LABEL_CHARS, clean_label
 from ragserver.errors import InputError
 from ragserver.store import Store
@@ -17,6 +24,9 @@ from ragserver.store.store import MAX_PER_PAGE, MAX_SQL_INT
 
 #: The most pages one listing returns.
 MAX_PAGE_LIMIT = MAX_PER_PAGE
+#: The most code examples one listing returns (each is a whole block of code), and the default.
+MAX_CODE_EXAMPLE_LIMIT = 200
+DEFAULT_CODE_EXAMPLE_LIMIT = 50
 MAX_OFFSET = MAX_SQL_INT
 MAX_PAGE_ID = 2**63 - 1
 #: The most characters one read returns, and the default.
@@ -75,7 +85,6 @@ class CatalogService:
         section = _section(section)
         rows = await self.store.list_pages(source_id, section=section, limit=limit, offset=offset)
         pages = [PageSummary(id=item["page_id"], **item) for item in rows["items"]]
-        end = offset + len(pages)
         return PageListing(
             source_id=source_id,
             section=section,
@@ -83,7 +92,31 @@ class CatalogService:
             total=rows["total"],
             offset=offset,
             limit=limit,
-            next_offset=end if pages and end < rows["total"] else None,
+            next_offset=_next_offset(offset, len(pages), rows["total"]),
+        )
+
+    async def code_examples(
+        self, source_id: str, *, offset: int = 0, limit: int = DEFAULT_CODE_EXAMPLE_LIMIT
+    ) -> CodeExampleListing:
+        """A window of the code examples of the source's active generation, by page URL and then as
+        they stand on the page, `total` in all.
+
+        NotFound for an unknown source; InputError for an offset outside 0..MAX_OFFSET or a limit
+        outside 1..MAX_CODE_EXAMPLE_LIMIT.
+        """
+        if not 1 <= limit <= MAX_CODE_EXAMPLE_LIMIT:
+            raise InputError(f"limit must be 1..{MAX_CODE_EXAMPLE_LIMIT}, got {limit}")
+        rows = await self.store.list_code_examples(source_id, limit=limit, offset=offset)
+        examples = [
+            CodeExampleSummary(id=item["code_example_id"], content=item["code"], **item) for item in rows["items"]
+        ]
+        return CodeExampleListing(
+            source_id=source_id,
+            examples=examples,
+            total=rows["total"],
+            offset=offset,
+            limit=limit,
+            next_offset=_next_offset(offset, len(examples), rows["total"]),
         )
 
     async def read_page(
@@ -134,6 +167,12 @@ class CatalogService:
             truncated=next_offset is not None,
             metadata=row["metadata"],
         )
+
+
+def _next_offset(offset: int, shown: int, total: int) -> int | None:
+    """Where a listing goes on from, None when this window holds its last items."""
+    end = offset + shown
+    return end if shown and end < total else None
 
 
 def _slice(window: str, *, reaches_end: bool, max_chars: int) -> str:

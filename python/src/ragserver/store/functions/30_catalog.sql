@@ -147,6 +147,38 @@ LANGUAGE sql STABLE AS $$
     FROM rag_sources s WHERE s.source_id = p_source_id
 $$;
 
+-- One window of the code examples of a source's active generation, in their pages' URL order and
+-- then as they stand on the page, with how many the generation has; empty when the source does
+-- not exist (the Store raises NotFound). Only the window's examples have their code read.
+CREATE OR REPLACE FUNCTION rag_list_code_examples(p_source_id text, p_limit integer, p_offset integer)
+RETURNS TABLE (items jsonb, total bigint)
+LANGUAGE sql STABLE AS $$
+    WITH matching AS (
+        SELECT e.code_example_id, e.example_index, p.page_id, p.url, p.title
+        FROM rag_sources s
+        JOIN rag_code_examples e ON e.run_id = s.active_run_id
+        JOIN rag_pages p ON p.page_id = e.page_id
+        WHERE s.source_id = p_source_id
+    ), shown AS (
+        SELECT * FROM matching m
+        ORDER BY m.url, m.page_id, m.example_index, m.code_example_id
+        LIMIT greatest(p_limit, 0) OFFSET greatest(p_offset, 0)
+    )
+    SELECT coalesce((SELECT jsonb_agg(jsonb_build_object(
+                         'code_example_id', w.code_example_id,
+                         'page_id', w.page_id,
+                         'url', w.url,
+                         'title', w.title,
+                         'language', e.language,
+                         'code', e.code,
+                         'context', e.context,
+                         'heading_path', to_jsonb(e.heading_path))
+                         ORDER BY w.url, w.page_id, w.example_index, w.code_example_id)
+                     FROM shown w JOIN rag_code_examples e ON e.code_example_id = w.code_example_id), '[]'::jsonb),
+           (SELECT count(*) FROM matching)
+    FROM rag_sources s WHERE s.source_id = p_source_id
+$$;
+
 -- A URL without its #fragment and trailing slashes, and its fragment (NULL without one): how a
 -- page asked for by URL is found when no stored URL is exactly the one asked for.
 CREATE OR REPLACE FUNCTION rag_url_key(p_url text) RETURNS text
