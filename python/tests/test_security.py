@@ -94,10 +94,13 @@ def test_compose_mounts_the_ml_env_and_models_read_only() -> None:
             if target in ML_MOUNTS or target == "/knowledge_base":
                 assert mode == "ro", f"{name}: {volume} must be read-only"
                 checked += 1
-    assert checked >= 2 * 4, checked  # server, server-gpu, verify, ingest each mount both ML folders
+    assert checked >= 2 * 6, checked  # server, server-gpu, verify, ingest, replica-1, replica-2: both ML folders
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile.server", "Dockerfile.server.bootstrap"])
+REPLICA_DOCKERFILES = ["docker/Dockerfile.postgres", "docker/Dockerfile.redis", "docker/Dockerfile.proxy"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.server", "Dockerfile.server.bootstrap", *REPLICA_DOCKERFILES])
 def test_hadolint_is_clean(dockerfile: str) -> None:
     """Warnings count (hadolint's default failure threshold is 'info'); ignores are inline, with a reason."""
     result = subprocess.run(
