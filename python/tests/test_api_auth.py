@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow
 
 OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 MCP_PATHS = {"/mcp", "/mcp/"}  # the MCP face, under the same key (its 401s: test_mcp_transport.py)
+WEB_PATHS = {"/", "/assets"}  # the web page: it has to load before it can ask for the key (test_web_static.py)
 
 
 def api_routes(running: RunningApp) -> list[tuple[str, str]]:
@@ -26,7 +27,7 @@ def api_routes(running: RunningApp) -> list[tuple[str, str]]:
 def test_every_route_is_either_open_or_under_api_or_mcp(api_with_key: RunningApp) -> None:
     """A new route outside /api and /mcp would silently escape the key check; this catches it."""
     for _, path in api_routes(api_with_key):
-        assert path in OPEN_PATHS or path in MCP_PATHS or path.startswith("/api/"), path
+        assert path in OPEN_PATHS | MCP_PATHS | WEB_PATHS or path.startswith("/api/"), path
 
 
 async def test_every_api_route_requires_the_key(api_with_key: RunningApp) -> None:

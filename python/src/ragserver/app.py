@@ -1,7 +1,7 @@
 """The ASGI application: FastAPI, MCP and Socket.IO on one port, with a lifespan that owns the resources.
 
 Wiring only. What comes up in which order lives in `ragserver.runtime.Runtime`; routes live in `api/`,
-the MCP tools in `mcp/`.
+the MCP tools in `mcp/`, the web page's files in `web/`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ragserver.config import Settings, get_settings
 from ragserver.logredact import secrets_masked_in_logs
 from ragserver.mcp import MCP_PATH, build_mcp_endpoint
 from ragserver.runtime import Runtime
+from ragserver.web import web_routes
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in API_ROUTERS:
         api.include_router(router, responses=API_ERRORS, dependencies=key_docs)
     api.router.routes.extend(mcp.routes)
+    api.router.routes.extend(web_routes())
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key, prefixes=("/api", MCP_PATH))
     sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
