@@ -1,0 +1,49 @@
+"""What a person does on the page, in steps several browser tests share (found by role and name)."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Locator, Page, expect
+
+
+def search_box(page: Page) -> Locator:
+    return page.get_by_role("searchbox", name=re.compile("Search"))
+
+
+def operation_card(page: Page, name: str) -> Locator:
+    """The operation card whose progress bar is named after `name` (a URL or a file name)."""
+    bar = page.get_by_role("progressbar", name=f"Progress of {name}")
+    return page.locator("article.operation").filter(has=bar)
+
+
+def enter_api_key(page: Page, key: str) -> None:
+    """Type a key into the open key dialog and save it."""
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("API key").fill(key)
+    dialog.get_by_role("button", name="Save key").click()
+
+
+def crawl_watched_live(page: Page, url: str) -> str:
+    """Start a crawl from the Add view, see its count grow while it runs, press Stop; returns its progressId.
+
+    The site answers slowly enough that the crawl is still running when Stop is pressed.
+    """
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Add").click()
+    crawl = page.get_by_role("form", name="Crawl a site")
+    crawl.get_by_label("URL").fill(url)
+    crawl.get_by_label("Max depth").fill("1")
+    crawl.get_by_role("button", name="Start crawl").click()
+    card = operation_card(page, url)
+    expect(card).to_contain_text(re.compile(r"pages crawled [1-9]"))
+    crawled = re.search(r"pages crawled (\d+)", card.inner_text())
+    assert crawled, card.inner_text()
+    # a later snapshot arrived while the crawl runs: the count has grown (counts never shrink)
+    expect(card).to_contain_text(re.compile(rf"pages crawled (?!{crawled[1]}\b)\d+"))
+    card.get_by_role("button", name=f"Stop {url}").click()
+    expect(card).to_contain_text("cancelled")
+    expect(card.get_by_role("button", name=f"Stop {url}")).to_be_hidden()
+    progress_id = card.get_attribute("data-progress-id")
+    assert progress_id
+    return progress_id

@@ -1,0 +1,80 @@
+"""Operations from the page: an upload of two files, a crawl watched live and stopped, a delete that asks first."""
+
+from __future__ import annotations
+
+import uuid
+
+from conftest import WebPage
+from page_actions import crawl_watched_live, operation_card
+from playwright.sync_api import FilePayload, expect
+from seeding import api_client, knowledge_items, upload_markdown
+from support.site_fixtures import FixtureSite
+
+
+def test_upload_of_two_files_shows_progress_and_the_new_sources(web: WebPage) -> None:
+    marker = f"upl{uuid.uuid4().hex[:8]}"
+    files: list[FilePayload] = [
+        {
+            "name": f"{marker}-{part}.md",
+            "mimeType": "text/markdown",
+            "buffer": f"# {marker} {part} notes\n\nThe {part} notes of {marker} say how pumps are oiled.\n".encode(),
+        }
+        for part in ("alpha", "beta")
+    ]
+    page = web.open("#/add")
+    upload = page.get_by_role("form", name="Upload files")
+    upload.get_by_label("Upload").set_input_files(files)
+    for file in files:
+        expect(upload).to_contain_text(file["name"])
+    upload.get_by_role("button", name="Upload files").click()
+    for file in files:
+        card = operation_card(page, file["name"])
+        expect(card.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+        expect(card).to_contain_text("completed")
+
+    with api_client(web.base_url) as client:
+        uploaded = [item for item in knowledge_items(client).values() if marker in item["title"]]
+    assert len(uploaded) == 2, uploaded
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
+    table = page.get_by_role("table", name="Sources")
+    for item in uploaded:
+        expect(table.get_by_role("link", name=item["title"])).to_be_visible()
+    assert web.errors == []
+
+
+def test_crawl_shows_live_progress_and_stop_cancels_it(web: WebPage, slow: FixtureSite) -> None:
+    progress_id = crawl_watched_live(web.open(), slow.url("/"))
+    with api_client(web.base_url) as client:
+        state = client.get(f"/api/progress/{progress_id}").json()
+    assert state["status"] == "cancelled", state
+    assert web.errors == []
+
+
+def test_delete_asks_first_and_removes_the_source(web: WebPage) -> None:
+    marker = f"del{uuid.uuid4().hex[:8]}"
+    with api_client(web.base_url) as client:
+        item = upload_markdown(client, f"{marker}.md", f"# {marker} to delete\n\nA source that {marker} removes.\n")
+    title, source_id = item["title"], item["source_id"]
+    page = web.open()
+    delete = page.get_by_role("button", name=f"Delete {title}")
+    dialog = page.locator("#confirm-dialog")
+
+    delete.click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"Delete {title}? This removes its pages, chunks and code examples.")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("link", name=title)).to_be_visible()
+    with api_client(web.base_url) as client:
+        assert source_id in knowledge_items(client)
+
+    delete.click()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    delete.click()
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("link", name=title)).to_have_count(0)
+    with api_client(web.base_url) as client:
+        assert source_id not in knowledge_items(client)
+    assert web.errors == []

@@ -1,0 +1,93 @@
+"""The page loads cleanly, finds a known document, works by keyboard alone and fits a phone."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from conftest import PHONE, OpenPage, WebPage
+from page_actions import search_box
+from playwright.sync_api import Page, expect
+from seeding import api_client, upload_markdown
+
+TAB_LIMIT = 40  # more Tab presses than the page has controls before the search box
+
+
+def known_document(base_url: str) -> tuple[str, dict[str, Any]]:
+    """Ingest a document with a word of its own; returns that word and its knowledge item."""
+    marker = f"quux{uuid.uuid4().hex[:8]}"
+    text = f"# The {marker} valve\n\nThe {marker} valve regulates steam pressure in old engines and pumps.\n"
+    with api_client(base_url) as client:
+        item = upload_markdown(client, f"{marker}-valve.md", text)
+    return marker, item
+
+
+def test_every_view_loads_without_console_or_page_errors(web: WebPage) -> None:
+    _, item = known_document(web.base_url)
+    page = web.open()
+    expect(page.get_by_role("link", name=item["title"])).to_be_visible()
+    expect(page.get_by_role("heading", name="ragserver", level=1)).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Database: ready")
+    expect(page.get_by_role("table", name="Sources")).to_be_visible()
+    nav = page.get_by_role("navigation", name="Main")
+    for link, view in (("Add", "#view-add"), ("Search", "#view-search"), ("Sources", "#view-sources")):
+        nav.get_by_role("link", name=link).click()
+        expect(page.locator(view)).to_be_visible()
+        expect(page.locator(f"{view} h2")).to_be_focused()
+    assert web.errors == []
+
+
+def test_search_finds_a_known_document(web: WebPage) -> None:
+    marker, item = known_document(web.base_url)
+    title = item["title"]
+    page = web.open("#/search")
+    search_box(page).fill(f"{marker} valve")
+    page.get_by_role("search").get_by_role("button", name="Search").click()
+    # the test reranker has random weights: only membership is meaningful, not the order
+    found = page.get_by_role("list", name="Results").locator("li.result").filter(has_text=title)
+    expect(found.locator("mark", has_text=marker).first).to_be_visible()
+    expect(page.locator("#search-summary")).to_contain_text(re.compile(r"\d+ results? · \w+"))
+    assert web.errors == []
+
+
+def test_keyboard_alone_reaches_the_search_box_and_submits(web: WebPage) -> None:
+    marker, item = known_document(web.base_url)
+    title = item["title"]
+    page = web.open("#/search")
+    box = search_box(page)
+    for _ in range(TAB_LIMIT):
+        page.keyboard.press("Tab")
+        if box.evaluate("element => element === document.activeElement"):
+            break
+    expect(box).to_be_focused()
+    page.keyboard.type(f"{marker} valve")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("list", name="Results").locator("li.result").filter(has_text=title)).not_to_have_count(0)
+
+
+def test_phone_width_scrolls_no_view_sideways(open_page: OpenPage, open_server: str) -> None:
+    marker, item = known_document(open_server)
+    title = item["title"]
+    web = open_page(open_server, viewport=PHONE)
+    page = web.open()
+    expect(page.get_by_role("link", name=title)).to_be_visible()
+    views = {"#/sources": page.get_by_role("table", name="Sources"), "#/add": page.get_by_label("URL")}
+    for route, content in views.items():
+        web.open(route)
+        expect(content).to_be_visible()
+        assert not horizontal_scroll(page), route
+    web.open("#/search")
+    search_box(page).fill(f"{marker} valve")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("list", name="Results").locator("li.result").first).to_be_visible()
+    assert not horizontal_scroll(page), "#/search with results"
+    web.open(f"#/sources/{item['source_id']}")
+    expect(page.get_by_role("heading", name=title, level=2)).to_be_visible()
+    assert not horizontal_scroll(page), "#/sources/<id>"
+    assert web.errors == []
+
+
+def horizontal_scroll(page: Page) -> bool:
+    """Whether the document is wider than the window (the page would scroll sideways)."""
+    return bool(page.evaluate("document.documentElement.scrollWidth > window.innerWidth"))
