@@ -5,4 +5,5 @@ pytest_plugins = [
     "support.model_fixtures",
     "support.api_fixtures",
     "support.mcp_fixtures",
+    "support.remote_fixtures",
 ]

@@ -31,6 +31,8 @@ async def test_status_reports_ready_models(ml_service: MLService, ml_settings: S
         "model": ml_settings.embedding_model,
         "dimension": 384,
         "device": "cpu",
+        "backend": "local",
+        "url": None,
     }
     assert status["reranker"]["state"] == "ready" and status["reranker"]["kind"] == "causal-lm-yes-no"
     assert ml_service.embedder_ready and ml_service.reranker_ready

@@ -43,6 +43,20 @@ class Settings:
         "Qwen/Qwen3-Reranker-0.6B", "Reranker: Qwen3-Reranker or a classic cross-encoder; HF id or local folder."
     )
     use_reranking: bool = _setting(True, "Rerank search results when a reranker is available.")
+    embedding_backend: str = _setting(
+        "local", "local | openai: openai = an OpenAI-compatible /v1/embeddings server (EMBEDDING_MODEL its model)."
+    )
+    embedding_url: str = _setting("", "Base URL of the embedding server, /v1 included (e.g. http://gpu-box:7997/v1).")
+    embedding_api_key: str = _setting("", "Bearer key of the embedding server (secret, never logged).")
+    rerank_backend: str = _setting(
+        "local", "local | cohere | tei: cohere = the /rerank of Cohere, Jina, Infinity, vLLM; tei = TEI's /rerank."
+    )
+    rerank_url: str = _setting("", "Base URL of the rerank server; /rerank is appended (e.g. http://gpu-box:7997).")
+    rerank_api_key: str = _setting("", "Bearer key of the rerank server (secret, never logged).")
+    remote_timeout_s: float = _setting(30.0, "Time budget of one request to a remote model server, in seconds.")
+    remote_retries: int = _setting(3, "Retries (with backoff) of a remote model request after a 429/5xx or no answer.")
+    embedding_batch_size: int = _setting(64, "Texts per request to a remote embedding server (halved on a 413).")
+    rerank_batch_size: int = _setting(64, "Documents per request to a remote reranker (halved on a 413).")
     rerank_top_n: int = _setting(20, "How many fused candidates go to the reranker.")
     rerank_load_wait_s: int = _setting(
         30, "Seconds a search waits for a reranker that is still loading before it answers unreranked."
@@ -116,6 +130,9 @@ class Settings:
     )
     log_level: str = _setting("info", "Logging level.")
 
+    def __post_init__(self) -> None:
+        check_remote_models(self)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from environment variables, converting types; bad values raise ConfigError."""
@@ -136,6 +153,29 @@ class Settings:
         if self.supabase_url and self.supabase_service_key:
             return "supabase"
         return "embedded"
+
+
+EMBEDDING_BACKENDS = ("local", "openai")
+RERANK_BACKENDS = ("local", "cohere", "tei")
+
+
+def check_remote_models(settings: Settings) -> None:
+    """Refuse, at start, a remote model backend that cannot work (unknown name, no URL, no budget)."""
+    remote = (
+        ("EMBEDDING", settings.embedding_backend, EMBEDDING_BACKENDS, settings.embedding_url),
+        ("RERANK", settings.rerank_backend, RERANK_BACKENDS, settings.rerank_url),
+    )
+    for prefix, backend, allowed, url in remote:
+        if backend not in allowed:
+            raise ConfigError(f"{prefix}_BACKEND must be one of {' | '.join(allowed)}, got {backend!r}")
+        if backend != "local" and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{prefix}_BACKEND={backend} needs {prefix}_URL, the server's http(s):// base URL")
+    if settings.remote_timeout_s <= 0:
+        raise ConfigError("REMOTE_TIMEOUT_S must be more than 0")
+    if settings.remote_retries < 0:
+        raise ConfigError("REMOTE_RETRIES must be 0 or more")
+    if min(settings.embedding_batch_size, settings.rerank_batch_size) < 1:
+        raise ConfigError("EMBEDDING_BATCH_SIZE and RERANK_BATCH_SIZE must be at least 1")
 
 
 def _convert(name: str, raw: str, kind: type) -> Any:

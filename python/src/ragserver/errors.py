@@ -19,6 +19,8 @@ Foreign errors (psycopg, httpx, torch, pypdf) are translated at the boundary wit
                                         (a released migration edited, or a newer release's schema):
                                         fatal at start-up, never retried
       MLError                      500  inference failed
+      RemoteModelError             502  a remote model server (EMBEDDING_URL, RERANK_URL) failed or answered
+                                        garbage, after its retries: searches fall back, an ingest run fails
       NotConfigured                409  a feature whose settings are not set (/api/rag/ask without LLM_URL, LLM_MODEL)
       LLMError                     502  the LLM server (LLM_URL) is down or answered an error or garbage
         LLMTimeout                 504  the LLM server stayed silent longer than LLM_TIMEOUT_S
@@ -102,6 +104,11 @@ class SchemaMismatch(StoreError):
 
 class MLError(RagServerError):
     code = "ml_error"
+
+
+class RemoteModelError(RagServerError):
+    status_code = 502
+    code = "remote_model_error"
 
 
 class NotConfigured(RagServerError):

@@ -29,9 +29,20 @@ def mask_in_logs(values: Iterable[str]) -> None:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """The API key, the Supabase service key, the DATABASE_URL and REDIS_URL and the passwords inside them."""
-    values = [settings.ragserver_api_key, settings.supabase_service_key, settings.database_url, settings.redis_url]
-    for url in (settings.database_url, settings.redis_url):
+    """The API key, the Supabase service key, the remote model servers' keys, the DATABASE_URL and the
+    passwords inside it and the remote model URLs, and REDIS_URL with its password, the LLM's key and
+    a password in LLM_URL."""
+    values = [
+        settings.ragserver_api_key,
+        settings.supabase_service_key,
+        settings.database_url,
+        settings.embedding_api_key,
+        settings.rerank_api_key,
+        settings.redis_url,
+        settings.llm_api_key,
+    ]
+    urls = (settings.database_url, settings.embedding_url, settings.rerank_url, settings.redis_url, settings.llm_url)
+    for url in urls:
         with contextlib.suppress(ValueError):
             values.append(urlsplit(url).password or "")
     # longest first, so a DSN is masked whole before its password is

@@ -200,7 +200,8 @@ class Runtime:
         chunks stored without vectors."""
         await self.wait_ready()
         freeze_startup_heap()
-        if self.server and self.ml.embedder_ready:
+        if self.server:  # a remote embedding server may answer only later: embed then
+            await self.ml.embedder_serving()
             self.services.ingest.schedule_reembed()
 
     def _redact(self, text: str) -> str:

@@ -52,7 +52,8 @@ class DatabaseHealth(_Part):
 
 
 class MLEnvHealth(_Part):
-    """The external ML environment: ready | missing | incompatible | broken (or not_started)."""
+    """The external ML environment: ready | missing | incompatible | broken | not_needed (both models
+    remote) (or not_started)."""
 
     state: str
     reason: str | None = None
@@ -62,7 +63,8 @@ class MLEnvHealth(_Part):
 
 
 class ModelHealth(_Part):
-    """One model: not_started | loading | ready | failed | unavailable | disabled."""
+    """One model: not_started | loading | ready | failed | unavailable | disabled, or `error` while its
+    remote server fails."""
 
     state: str
     reason: str | None = None
@@ -70,10 +72,15 @@ class ModelHealth(_Part):
     error: str | None = Field(default=None, description="The underlying error, when loading failed")
     model: str
     device: str | None = None
+    backend: str = Field(default="local", description="local, or the remote shape: openai | cohere | tei")
+    url: str | None = Field(default=None, description="The remote server's base URL, without credentials")
 
 
 class EmbedderHealth(ModelHealth):
     dimension: int | None = None
+    retry_in_s: float | None = Field(
+        default=None, description="A remote embedding server that did not answer is probed again after this pause"
+    )
 
 
 class RerankerHealth(ModelHealth):
@@ -157,11 +164,11 @@ async def _store_report(store: Store) -> DatabaseHealth:
 
 def _ml_issues(ml: MLHealth) -> list[str]:
     """One line per ML part that is not ready, with its reason and fix; a missing env explains both models."""
-    parts: list[tuple[str, MLEnvHealth | ModelHealth]]
-    if ml.env.state != "ready":
-        parts = [("ML environment", ml.env)]
-    else:
-        parts = [("embedder", ml.embedder), ("reranker", ml.reranker)]
+    env_usable = ml.env.state in ("ready", "not_needed")
+    parts: list[tuple[str, MLEnvHealth | ModelHealth]] = [] if env_usable else [("ML environment", ml.env)]
+    for label, model in (("embedder", ml.embedder), ("reranker", ml.reranker)):
+        if env_usable or model.backend != "local":  # a remote model does not depend on the ML env
+            parts.append((label, model))
     issues = []
     for label, part in parts:
         if part.state in ("ready", "disabled"):

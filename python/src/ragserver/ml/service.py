@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Generic, TypedDict, TypeVar
 
 from ragserver.config import Settings
-from ragserver.errors import Unavailable
+from ragserver.errors import RemoteModelError, Unavailable
 from ragserver.lowpriority import bulk_executor
 from ragserver.ml.contracts import Embedder, Reranker
 from ragserver.ml.embedder import SentenceTransformerEmbedder
@@ -35,6 +34,10 @@ from ragserver.ml.loading import (
     use_cpu_threads,
 )
 from ragserver.ml.probe import EnvStatus, probe_env
+from ragserver.ml.remote_backends import NOT_NEEDED, describe, local_env_needed, remote_embedder, remote_reranker
+from ragserver.ml.remote_embedder import OpenAIEmbedder, estimate_tokens
+from ragserver.ml.remote_http import RemoteServer
+from ragserver.ml.remote_reranker import RemoteReranker
 from ragserver.ml.reranker import load_reranker
 from ragserver.ml.worker import BatchWorker
 
@@ -64,14 +67,12 @@ log = logging.getLogger(__name__)
 # How long stop() lets a model load still running in its thread finish (a load patches
 # process-wide torch/transformers state; shutdown must still fit Docker's stop grace period).
 STOP_LOAD_WAIT_S = 5.0
+# Pauses between probes of an embedding server that did not answer at start (doubling up to the max).
+REPROBE_FIRST_S = 2.0
+REPROBE_MAX_S = 60.0
 
 _EMBEDDERS: _ModelCache[Embedder] = _ModelCache()
 _RERANKERS: _ModelCache[Reranker] = _ModelCache()
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count (~4 characters per token) when no tokenizer is loaded."""
-    return math.ceil(len(text) / 4)
 
 
 @dataclass
@@ -119,6 +120,10 @@ class MLService:
         self._no_load_running.set()
         self._embed_worker: BatchWorker[str, list[float]] | None = None
         self._rerank_worker: BatchWorker[tuple[str, str], float] | None = None
+        self._remote_embedder: OpenAIEmbedder | None = None
+        self._remote_reranker: RemoteReranker | None = None
+        self._reprobe: asyncio.Task[None] | None = None
+        self._embedder_up = asyncio.Event()  # set once the embedder serves (after start, or a late probe)
 
     async def start(self) -> None:
         """Probe the env and load the models off the loop; failures become states, not exceptions.
@@ -137,44 +142,33 @@ class MLService:
                 self._settle_reranker(self._rerank_state.state, self._rerank_state.reason, self._rerank_state.details)
 
     async def _start(self) -> None:
-        self._env = await asyncio.to_thread(probe_env, self.settings.ml_user_base)
-        if self._env.state != "ready":
-            reason = f"ML env {self._env.state}: {self._env.reason}"
-            self._embed_state.set("unavailable", reason, {"fix": self._env.fix})
-            self._settle_reranker("unavailable", reason, {"fix": self._env.fix})
-            return
-        try:
-            placement = self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
-        except Unavailable as exc:
-            self._embed_state.set("failed", exc.message)
-            self._settle_reranker("failed", exc.message)
-            return
-        self._cpu_threads = {"search": search_cpu_threads(self.settings.ml_threads), "bulk": usable_cores()}
-        search_setup = partial(use_cpu_threads, self._cpu_threads["search"])
-        bulk_setup = partial(use_cpu_threads, self._cpu_threads["bulk"])
-        if self.settings.use_reranking:
+        remote_embed = remote_embedder(self.settings)
+        remote_rerank = remote_reranker(self.settings) if self.settings.use_reranking else None
+        placement = await self._local_placement(local_env_needed(self.settings), remote_embed, remote_rerank)
+        if self.settings.use_reranking and (placement or remote_rerank):
             self._rerank_state.set("loading", f"waiting for the embedder ({self.settings.embedding_model}) to load")
-        embedder = await self._load(
-            self.settings.embedding_model, _EMBEDDERS, SentenceTransformerEmbedder, placement, self._embed_state
-        )
-        if embedder is not None:
-            self._embedder = embedder
-            limit = embedder.max_seq_length
-            self._embed_worker = BatchWorker(
-                "embedder",
-                embedder.embed,
-                lambda texts: [min(n, limit) for n in embedder.measure(texts)],
-                max_batch_tokens=self.batch_tokens,
-                queue_size=self.settings.ml_queue_size,
-                thread_setup=search_setup,
-                bulk_executor=bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=bulk_setup),
+        if remote_embed is not None:
+            self._remote_embedder = remote_embed
+            if await self._probe_remote(remote_embed):
+                self._start_embed_worker(remote_embed)
+            else:
+                self._reprobe = asyncio.create_task(self._reprobe_remote(remote_embed), name="ml-embedder-reprobe")
+        elif placement is not None:
+            embedder = await self._load(
+                self.settings.embedding_model, _EMBEDDERS, SentenceTransformerEmbedder, placement, self._embed_state
             )
-            self._embed_worker.start()
+            if embedder is not None:
+                self._start_embed_worker(embedder, local=True)
         if not self.settings.use_reranking:
             return
-        reranker = await self._load(
-            self.settings.reranker_model, _RERANKERS, load_reranker, placement, self._rerank_state
-        )
+        reranker: Reranker | None = remote_rerank
+        if remote_rerank is not None:
+            self._remote_reranker = remote_rerank
+            self._rerank_state.set("ready")
+        elif placement is not None:
+            reranker = await self._load(
+                self.settings.reranker_model, _RERANKERS, load_reranker, placement, self._rerank_state
+            )
         if reranker is not None:
             self._reranker = reranker
             self._rerank_worker = BatchWorker(
@@ -183,10 +177,85 @@ class MLService:
                 reranker.count_tokens,
                 max_batch_tokens=self.batch_tokens,
                 queue_size=self.settings.ml_queue_size,
-                thread_setup=search_setup,
+                thread_setup=self._thread_setup("search") if remote_rerank is None else None,
             )
             self._rerank_worker.start()
         self._rerank_settled.set()
+
+    async def _local_placement(
+        self, needed: bool, remote_embed: OpenAIEmbedder | None, remote_rerank: RemoteReranker | None
+    ) -> Placement | None:
+        """Probe the ML env and place the local models; None (with the local models' states saying why)
+        when they cannot run, or when no model is local (the env is then `not_needed`)."""
+        if not needed:
+            self._env = NOT_NEEDED
+            return None
+        self._env = await asyncio.to_thread(probe_env, self.settings.ml_user_base)
+        failure: tuple[str, str, dict[str, object]] | None = None
+        placement: Placement | None = None
+        if self._env.state != "ready":
+            failure = ("unavailable", f"ML env {self._env.state}: {self._env.reason}", {"fix": self._env.fix})
+        else:
+            try:
+                placement = self._placement = await asyncio.to_thread(choose_placement, self.settings.ml_device)
+            except Unavailable as exc:
+                failure = ("failed", exc.message, {})
+        if failure is not None:
+            if remote_embed is None:
+                self._embed_state.set(*failure)
+            if remote_rerank is None:
+                self._settle_reranker(*failure)
+            return None
+        self._cpu_threads = {"search": search_cpu_threads(self.settings.ml_threads), "bulk": usable_cores()}
+        return placement
+
+    def _thread_setup(self, kind: str) -> Callable[[], None] | None:
+        """Pins a local model's inference thread to its share of the cores (search or bulk)."""
+        return partial(use_cpu_threads, self._cpu_threads[kind]) if self._cpu_threads else None
+
+    def _start_embed_worker(self, embedder: Embedder, *, local: bool = False) -> None:
+        self._embedder = embedder
+        limit = embedder.max_seq_length
+        self._embed_worker = BatchWorker(
+            "embedder",
+            embedder.embed,
+            lambda texts: [min(n, limit) for n in embedder.measure(texts)],
+            max_batch_tokens=self.batch_tokens,
+            queue_size=self.settings.ml_queue_size,
+            thread_setup=self._thread_setup("search") if local else None,
+            bulk_executor=(
+                bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=self._thread_setup("bulk"))
+                if local
+                else None
+            ),
+        )
+        self._embed_worker.start()
+        self._embedder_up.set()
+
+    async def _probe_remote(self, embedder: OpenAIEmbedder) -> bool:
+        """One tiny embed to learn the remote model's dimension; the state says how it went."""
+        if self._embed_state.state != "failed":  # a re-probe keeps saying why it failed until it works
+            self._embed_state.set("loading", f"probing {embedder.server.url} for {embedder.model_name}'s dimension")
+        try:
+            await asyncio.to_thread(embedder.probe)
+        except RemoteModelError as exc:
+            self._embed_state.set("failed", exc.message, {"retry_in_s": REPROBE_FIRST_S})
+            return False
+        self._embed_state.set("ready")
+        return True
+
+    async def _reprobe_remote(self, embedder: OpenAIEmbedder) -> None:
+        """Probe an unreachable embedding server again, with growing pauses, until it answers (a GPU
+        box that starts after this server must not need a restart here)."""
+        pause = REPROBE_FIRST_S
+        while True:
+            await asyncio.sleep(pause)
+            if await self._probe_remote(embedder):
+                self._start_embed_worker(embedder)
+                log.info("the embedding server %s answers now (dimension %d)", embedder.server.url, embedder.dimension)
+                return
+            pause = min(pause * 2, REPROBE_MAX_S)
+            self._embed_state.details["retry_in_s"] = pause
 
     async def _load(
         self, name: str, cache: _ModelCache[ModelT], loader: Loader[ModelT], placement: Placement, state: ModelState
@@ -218,11 +287,21 @@ class MLService:
             await asyncio.wait_for(self._no_load_running.wait(), STOP_LOAD_WAIT_S)
         except TimeoutError:  # a process that exits ends the thread anyway; do not hold shutdown for it
             log.warning("stopping while a model still loads (gave it %.0f s)", STOP_LOAD_WAIT_S)
+        if self._reprobe is not None:
+            self._reprobe.cancel()
+            await asyncio.gather(self._reprobe, return_exceptions=True)
         for worker in (self._embed_worker, self._rerank_worker):
             if worker is not None:
                 await worker.stop()
         self._embed_worker = self._rerank_worker = None
+        for remote in (self._remote_embedder, self._remote_reranker):
+            if remote is not None:
+                remote.server.close()
         self._rerank_settled.set()
+
+    async def embedder_serving(self) -> None:
+        """Returns once the embedder serves: at start, or later when a remote server answers at last."""
+        await self._embedder_up.wait()
 
     async def reranker_settled(self) -> None:
         """Returns once the reranker is ready, has failed, is disabled or the service stopped.
@@ -239,6 +318,11 @@ class MLService:
     @property
     def reranker_ready(self) -> bool:
         return self._rerank_worker is not None
+
+    @property
+    def embedder_state(self) -> str:
+        """not_started | loading | ready | failed | unavailable (as /health shows it, before a remote failure)."""
+        return self._embed_state.state
 
     @property
     def reranker_state(self) -> str:
@@ -298,17 +382,21 @@ class MLService:
             else {"state": "not_started", "reason": None, "fix": None, "manifest": None}
         )
         device = self._placement.device if self._placement else None
+        embed_server = self._remote_embedder.server if self._remote_embedder else None
+        rerank_server = self._remote_reranker.server if self._remote_reranker else None
         embedder = {
-            **self._embed_state.to_dict(),
+            **_with_remote_failure(self._embed_state, embed_server),
             "model": self.embedding_model,
             "dimension": self.dimension,
-            "device": device if self._embedder else None,
+            "device": device if self._embedder and not embed_server else None,
+            **describe(self.settings.embedding_backend, embed_server),
         }
         reranker = {
-            **self._rerank_state.to_dict(),
+            **_with_remote_failure(self._rerank_state, rerank_server),
             "model": self.reranker_model,
             "kind": self._reranker.kind if self._reranker else None,
-            "device": device if self._reranker else None,
+            "device": device if self._reranker and not rerank_server else None,
+            **describe(self.settings.rerank_backend, rerank_server),
         }
         return {"env": env, "cpu_threads": self._cpu_threads, "embedder": embedder, "reranker": reranker}
 
@@ -342,3 +430,11 @@ class MLService:
 
     def _fix(self) -> dict[str, object]:
         return {"fix": self._env.fix} if self._env and self._env.fix else {}
+
+
+def _with_remote_failure(state: ModelState, server: RemoteServer | None) -> dict[str, object]:
+    """A model's state for /health; a ready remote model whose server fails now shows `error` and why."""
+    failure = server.failure if server else None
+    if state.state == "ready" and failure:
+        return {**state.to_dict(), "state": "error", "reason": failure}
+    return state.to_dict()

@@ -38,6 +38,9 @@ class SearchModels(Protocol):
     def reranker_ready(self) -> bool: ...
 
     @property
+    def embedder_state(self) -> str: ...
+
+    @property
     def reranker_state(self) -> str: ...
 
     @property

@@ -20,7 +20,9 @@ from pydantic import BaseModel, Field, JsonValue
 
 from ragserver.domain import CodeExampleHit, SearchHit
 
-SearchMode = Literal["hybrid", "full_text"]
+# full_text: no embedder at all (no ML env); full_text_fallback: an embedder is configured but failed (to load, or
+# to embed this query: a remote embedding server down, timing out or answering garbage; /health says why).
+SearchMode = Literal["hybrid", "full_text", "full_text_fallback"]
 ReturnMode = Literal["chunks", "pages"]
 # Why an answer is in fused order although reranking was wanted: reranking off (USE_RERANKING or
 # the caller), still loading after RERANK_LOAD_WAIT_S, no usable ML env or model, it failed on

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ragserver.clock import Clock, LoopClock
 from ragserver.config import Settings
 from ragserver.domain import SearchHit, SearchOptions, clean_label
-from ragserver.errors import Busy, ConfigError, InputError, MLError, Unavailable
+from ragserver.errors import Busy, ConfigError, InputError, MLError, RemoteModelError, Unavailable
 from ragserver.search.budget import BudgetedReranker, check_budget_ms, resolve_budget_ms
 from ragserver.search.contracts import SearchModels, SearchStore
 from ragserver.search.pages import group_hits_by_page
@@ -30,6 +30,7 @@ from ragserver.search.results import (
     QueryResponse,
     RerankSkipped,
     ReturnMode,
+    SearchMode,
 )
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class SearchService:
             self.settings.rerank_budget_ms if rerank_budget_ms is None else rerank_budget_ms
         )
         use_rerank = self.settings.use_reranking if rerank is None else rerank
-        embedding, model = await self._embed_query(query)
+        embedding, model, search_mode = await self._embed_query(query)
         wanted = max(match_count, self.settings.rerank_top_n) if use_rerank else match_count
         hits = await self._hits(query, embedding, model, wanted, source_id, library, version, return_mode, match_count)
         reranking = _Reranking(hits, None if use_rerank else "disabled")
@@ -120,7 +121,7 @@ class SearchService:
             source=source_id,
             match_count=match_count,
             return_mode=return_mode,
-            search_mode="hybrid" if embedding is not None else "full_text",
+            search_mode=search_mode,
             reranking_applied=reranked,
             rerank_skipped=reranking.skipped,
             rerank_candidates=reranking.candidates,
@@ -168,7 +169,7 @@ class SearchService:
     ) -> CodeExamplesResponse:
         """Code examples whose code or surrounding text match the query (library / version: as query())."""
         query = _clean_query(query)
-        embedding, model = await self._embed_query(query)
+        embedding, model, search_mode = await self._embed_query(query)
         options = self._options(match_count, source_id, library, version)
         hits = await self.store.search_code_examples(query, embedding, model, **options)
         results = [CodeExampleResult.from_hit(hit) for hit in hits]
@@ -176,7 +177,7 @@ class SearchService:
             query=query,
             source=source_id,
             match_count=match_count,
-            search_mode="hybrid" if embedding is not None else "full_text",
+            search_mode=search_mode,
             results=results,
             total_found=len(results),
         )
@@ -194,18 +195,19 @@ class SearchService:
             version=clean_label(version),
         )
 
-    async def _embed_query(self, query: str) -> tuple[list[float] | None, str | None]:
-        """The query vector and its model, or (None, None) to fall back to full text."""
+    async def _embed_query(self, query: str) -> tuple[list[float] | None, str | None, SearchMode]:
+        """The query vector, its model and the search mode: full_text without an embedder (no ML env),
+        full_text_fallback when the embedder failed (to load, to answer this query, a remote server)."""
         if not self.ml.embedder_ready:
-            return None, None
+            return None, None, "full_text_fallback" if self.ml.embedder_state == "failed" else "full_text"
         try:
             [vector] = await self.ml.embed([query])
         except Busy:
             raise
-        except (Unavailable, MLError) as exc:
+        except (Unavailable, MLError, RemoteModelError) as exc:
             log.warning("query embedding failed, answering with full text: %s", exc)
-            return None, None
-        return vector, self.ml.embedding_model
+            return None, None, "full_text_fallback"
+        return vector, self.ml.embedding_model, "hybrid"
 
     async def _rerank(self, query: str, hits: list[SearchHit], budget_setting: int) -> _Reranking:
         """Rerank the top RERANK_TOP_N fused hits, in fused order as far as the budget goes: the
@@ -219,7 +221,7 @@ class SearchService:
             run = await self._reranker.rerank(query, [h.content for h in head], budget_ms)
         except Busy:
             raise
-        except (Unavailable, MLError) as exc:
+        except (Unavailable, MLError, RemoteModelError) as exc:
             log.warning("reranking failed, keeping fused order: %s", exc)
             return _Reranking(hits, "error", candidates=len(head), budget_ms=budget_ms)
         reranked = hits[: len(run.scores)]

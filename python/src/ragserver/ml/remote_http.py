@@ -1,0 +1,181 @@
+"""One remote model server (EMBEDDING_URL or RERANK_URL): pooled HTTP, retries with backoff, errors
+translated at this boundary.
+
+Blocking on purpose: the remote models sit behind the same blocking contracts as the local ones
+(ml.contracts), so the batching worker calls them from its inference thread exactly as it calls a
+local model. What a failure means decides what happens next:
+
+- no answer, a timeout, a 429 or a 5xx: retried REMOTE_RETRIES times with doubling pauses, then a
+  RemoteModelError (searches fall back, an ingest run fails);
+- a 413: BatchTooLarge at once, so the caller halves the batch;
+- any other 4xx (a wrong key, an unknown model): a RemoteModelError at once, no retry helps;
+- a body that is not JSON: a RemoteModelError saying the server answered garbage.
+
+The last failure is kept (and cleared by the next success) so /health can say the backend is failing
+and why; `url` is the base URL without credentials, safe to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ragserver.errors import RemoteModelError
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 8.0
+BODY_EXCERPT_CHARS = 200
+MAX_CONNECTIONS = 8
+
+
+class BatchTooLarge(RemoteModelError):
+    """The server refused the request's size (HTTP 413); a smaller batch may pass."""
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, for /health and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class RemoteServer:
+    """POSTs JSON to one model server; `role` ("embedding" | "rerank") names it in messages."""
+
+    def __init__(self, role: str, base_url: str, api_key: str, *, timeout_s: float, retries: int) -> None:
+        self.role = role
+        self.url = public_url(base_url)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        parts = urlsplit(base_url)
+        auth = (parts.username or "", parts.password or "") if parts.username else None
+        self._client = httpx.Client(
+            base_url=self.url + "/",
+            headers=headers,
+            auth=auth,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
+        )
+        self._lock = threading.Lock()
+        self._failure: str | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last request failed after its retries; None once one succeeds again."""
+        with self._lock:
+            return self._failure
+
+    def close(self) -> None:
+        self._client.close()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """The decoded JSON answer to POST `path`; RemoteModelError (or BatchTooLarge) when it fails."""
+        try:
+            answer = self._post_with_retries(path, body)
+        except RemoteModelError as exc:
+            if not isinstance(exc, BatchTooLarge):
+                self._record(exc.message)
+            raise
+        self._record(None)
+        return answer
+
+    def garbage(self, what: str) -> RemoteModelError:
+        """The error for an answer of the wrong shape (the caller checked it), recorded for /health."""
+        error = RemoteModelError(f"the {self.role} server at {self.url} answered garbage: {what}")
+        self._record(error.message)
+        return error
+
+    def _record(self, failure: str | None) -> None:
+        with self._lock:
+            self._failure = failure
+
+    def _post_with_retries(self, path: str, body: dict[str, Any]) -> Any:
+        pause = BACKOFF_FIRST_S
+        for attempt in range(self.retries + 1):
+            failure = self._attempt(path, body)
+            if not isinstance(failure, str):
+                return failure.value
+            if attempt < self.retries:
+                log.warning("%s server %s: %s; retrying in %.1f s", self.role, self.url, failure, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, BACKOFF_MAX_S)
+        attempts = self.retries + 1
+        raise RemoteModelError(
+            f"the {self.role} server at {self.url} failed: {failure} ({attempts} attempt{'s' * (attempts > 1)})"
+        )
+
+    def _attempt(self, path: str, body: dict[str, Any]) -> _Answer | str:
+        """One request: the answer, or why it is worth retrying; raises when retrying cannot help."""
+        try:
+            response = self._client.post(path.lstrip("/"), json=body)
+        except httpx.TimeoutException:
+            return f"no answer within {self.timeout_s:g} s (REMOTE_TIMEOUT_S)"
+        except httpx.TransportError as exc:
+            return f"unreachable: {type(exc).__name__}: {exc}"
+        status = response.status_code
+        if status == 429 or status >= 500:
+            return f"HTTP {status}: {_excerpt(response)}"
+        if status == 413:
+            raise BatchTooLarge(f"the {self.role} server at {self.url} refused a batch as too large (HTTP 413)")
+        if status >= 400:
+            raise RemoteModelError(f"the {self.role} server at {self.url} answered HTTP {status}: {_excerpt(response)}")
+        try:
+            return _Answer(response.json())
+        except ValueError:
+            raise self.garbage(f"not JSON: {_excerpt(response)!r}") from None
+
+
+class _Answer:
+    """A decoded body (distinguishes a JSON string answer from a failure text)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _excerpt(response: httpx.Response) -> str:
+    return response.text[:BODY_EXCERPT_CHARS].strip() or "(empty body)"
+
+
+def finite_float(value: object) -> float | None:
+    """`value` as a finite float, or None when it is not a number (NaN and infinities included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if number - number == 0.0 else None
+
+
+def in_batches(run: Callable[[list[Item]], list[Result]], items: list[Item], size: int) -> list[Result]:
+    """`run` over `items` in requests of at most `size` items, each halved for as long as the server
+    answers 413 (a single item it refuses is an error); results in input order."""
+    results: list[Result] = []
+    for start in range(0, len(items), size):
+        results += _halving(run, items[start : start + size])
+    return results
+
+
+def _halving(run: Callable[[list[Item]], list[Result]], items: list[Item]) -> list[Result]:
+    try:
+        return run(items)
+    except BatchTooLarge:
+        if len(items) == 1:
+            raise
+        log.info("a batch of %d was too large for the server; halving it", len(items))
+        half = len(items) // 2
+        return _halving(run, items[:half]) + _halving(run, items[half:])
