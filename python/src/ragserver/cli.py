@@ -1,4 +1,4 @@
-"""The `ragserver` command: serve | ingest | crawl | query | check-ml | migrate | mcp.
+"""The `ragserver` command: serve | ingest | crawl | query | ask | check-ml | migrate | mcp.
 
 Commands other than `serve` work in-process on the same Runtime the server uses (store, ML,
 services), so `ragserver ingest ./docs` needs no running server. Errors print as one line.
@@ -109,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--library", default=None, help="only sources labelled with this library")
     query.add_argument("--version", default=None, help="only sources labelled with this version")
     query.set_defaults(handler=_async(_query))
+
+    ask = sub.add_parser("ask", help="answer a question from the knowledge base with the LLM (LLM_URL, LLM_MODEL)")
+    ask.add_argument("question")
+    ask.add_argument("--source", default=None, help="only this source_id")
+    ask.add_argument("--match-count", type=int, default=5, help="chunks retrieved to answer from")
+    ask.add_argument("--library", default=None, help="only sources labelled with this library")
+    ask.add_argument("--version", default=None, help="only sources labelled with this version")
+    ask.set_defaults(handler=_async(_ask))
 
     check = sub.add_parser("check-ml", help="check the ML environment and models; non-zero when not ready")
     check.set_defaults(handler=_check_ml)
@@ -276,6 +284,33 @@ async def _query(args: argparse.Namespace, settings: Settings) -> int:
         print(f"\n{rank}. {hit.title or hit.url}  [{hit.source_id}]  score={score:.4f}")
         print(f"   {hit.url}")
         print("   " + " ".join(hit.content.split())[:300])
+    return EXIT_OK
+
+
+async def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    """Stream the answer to stdout as it comes, then the references it could cite (cited ones marked *)."""
+    from ragserver.answer import Question
+    from ragserver.answer.results import DeltaEvent, ErrorEvent
+
+    question = Question(
+        text=args.question,
+        source_id=args.source,
+        match_count=args.match_count,
+        library=args.library,
+        version=args.version,
+    )
+    async with _Session(settings) as runtime:
+        stream = await runtime.services.answer.open_stream(question)
+        async for event in stream.events():
+            if isinstance(event, DeltaEvent):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, ErrorEvent):
+                print()
+                raise RagServerError(event.message)
+    print()
+    for reference in stream.grounding.references:
+        mark = "*" if reference.cited else " "
+        print(f"[{reference.number}]{mark} {reference.title or reference.url}  {reference.url}")
     return EXIT_OK
 
 

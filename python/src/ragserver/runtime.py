@@ -21,6 +21,8 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from ragserver.answer import AnswerService, chat_client
+from ragserver.answer.llm import ChatClient
 from ragserver.catalog.service import CatalogService
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
@@ -49,6 +51,7 @@ class Services:
     search: SearchService
     crawl: CrawlService
     catalog: CatalogService
+    answer: AnswerService
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Runtime:
         self.tracker = ProgressTracker()
         self.loop_lag = LoopLagMonitor()
         self.ml = MLService(settings)
+        self.chat = chat_client(settings)  # None: no LLM configured (asking answers 409)
         self.database = DatabaseState("starting", "opening the database")
         self.migrations: list[str] = []
         self.ready = asyncio.Event()
@@ -125,6 +129,8 @@ class Runtime:
         if self._services is not None:
             self._services.ingest.close()
         await self.ml.stop()
+        if self.chat is not None:
+            await self.chat.aclose()
         self.ready.clear()
 
     def _may_abandon_store_open(self) -> bool:
@@ -191,7 +197,7 @@ class Runtime:
         if recovered:
             log.warning("marked %d interrupted ingest runs as failed", recovered)
         self._store = store
-        self._services = build_services(store, self.ml, self.settings, self.tracker)
+        self._services = build_services(store, self.ml, self.settings, self.tracker, self.chat)
         self.database = DatabaseState("ready")
         self.ready.set()
 
@@ -225,14 +231,19 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def build_services(store: Store, ml: MLService, settings: Settings, tracker: ProgressTracker) -> Services:
-    """The services of the server on one store and one ML service (crawl ingests through ingest)."""
+def build_services(
+    store: Store, ml: MLService, settings: Settings, tracker: ProgressTracker, chat: ChatClient | None
+) -> Services:
+    """The services of the server on one store and one ML service (crawl ingests through ingest, answers
+    search through search)."""
     ingest = IngestService(store, ml, settings, tracker)
+    search = SearchService(store, ml, settings)
     return Services(
         ingest=ingest,
-        search=SearchService(store, ml, settings),
+        search=search,
         crawl=CrawlService(store, ingest, settings, tracker),
         catalog=CatalogService(store),
+        answer=AnswerService(search, chat, settings),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ragserver.answer import AnswerService
 from ragserver.catalog.service import CatalogService
 from ragserver.crawl.service import CrawlService
 from ragserver.ingest.service import IngestService
@@ -48,6 +49,10 @@ def get_catalog(runtime: RuntimeDep) -> CatalogService:
     return runtime.services.catalog
 
 
+def get_answers(runtime: RuntimeDep) -> AnswerService:
+    return runtime.services.answer
+
+
 def get_progress(runtime: RuntimeDep) -> ProgressTracker:
     return runtime.tracker
 
@@ -63,3 +68,4 @@ CrawlDep = Annotated[CrawlService, Depends(get_crawl)]
 CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
 ProgressDep = Annotated[ProgressTracker, Depends(get_progress)]
 MLDep = Annotated[MLService, Depends(get_ml)]
+AnswerDep = Annotated[AnswerService, Depends(get_answers)]
