@@ -4,6 +4,7 @@
 #                set into it: python/requirements/dev.lock with its hashes, the CPU torch pinned in
 #                python/requirements/torch.txt, the package itself (editable). A stamp of those files' hashes
 #                skips the install when nothing changed, so a second run starts testing in seconds.
+#                Then the web page's pinned browser libraries (python/docker/fetch_web_vendor.py), kept when there.
 #   lint tier    ruff check (python/ and tests/e2e)
 #   fast tier    python/tests: real embedded Postgres, real MiniLM, a tiny Qwen3 reranker, the type check
 #   docker tier  tests/e2e: slim image, bootstrap, compose. Skipped, saying so, when no Docker engine answers
@@ -83,6 +84,9 @@ docker_tier() {
 
 started=$SECONDS
 setup_env || { echo "== setup failed" >&2; exit 1; }
+# The web page's pinned browser libraries (python/src/ragserver/web/vendor.json): kept when already there.
+"$VENV/bin/python" python/docker/fetch_web_vendor.py python/src/ragserver/web/static/vendor \
+    || { echo "== setup failed: the web page's vendor files (a registry mirror: NPM_CONFIG_REGISTRY)" >&2; exit 1; }
 say "setup: $((SECONDS - started)) s"
 . "$VENV/bin/activate"
 
