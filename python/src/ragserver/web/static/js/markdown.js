@@ -1,0 +1,56 @@
+// Crawled markdown as HTML, safely: raw HTML is escaped (html: false), markdown-it drops javascript:/vbscript:/
+// data: links, and the page's CSP refuses any script that still got through. Without the library: plain text.
+
+const LIBRARY = "/assets/vendor/markdown-it.esm.min.mjs";
+let renderer = null;
+
+function loadRenderer() {
+  renderer ??= import(LIBRARY).then(
+    ({ default: markdownit }) => configure(markdownit({ html: false, linkify: false })),
+    () => null,
+  );
+  return renderer;
+}
+
+/** Links open outside the page, without referrer or opener; relative ones resolve against the page's own URL. */
+function configure(md) {
+  const renderToken = (tokens, index, options, env, self) => self.renderToken(tokens, index, options);
+  const renderLink = md.renderer.rules.link_open ?? renderToken;
+  md.renderer.rules.link_open = (tokens, index, options, env, self) => {
+    const token = tokens[index];
+    token.attrSet("href", absolute(token.attrGet("href"), env.baseUrl));
+    token.attrSet("target", "_blank");
+    token.attrSet("rel", "noopener noreferrer nofollow");
+    return renderLink(tokens, index, options, env, self);
+  };
+  const renderImage = md.renderer.rules.image;
+  md.renderer.rules.image = (tokens, index, options, env, self) => {
+    const token = tokens[index];
+    token.attrSet("src", absolute(token.attrGet("src"), env.baseUrl));
+    token.attrSet("loading", "lazy");
+    return renderImage(tokens, index, options, env, self);
+  };
+  return md;
+}
+
+function absolute(link, baseUrl) {
+  if (!link || !/^https?:/i.test(baseUrl ?? "")) return link ?? "";
+  try {
+    return new URL(link, baseUrl).href;
+  } catch {
+    return link;
+  }
+}
+
+/** Renders `text` into `container` (replacing what it held); `baseUrl` is where the page was crawled from. */
+export async function renderMarkdown(container, text, baseUrl = "") {
+  const md = await loadRenderer();
+  if (!md) {
+    const pre = document.createElement("pre");
+    pre.className = "markdown-source";
+    pre.textContent = text;
+    container.replaceChildren(pre);
+    return;
+  }
+  container.innerHTML = md.render(text, { baseUrl }); // the only HTML the page inserts: markdown-it's, html:false
+}
