@@ -21,8 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from ragserver.answer import AnswerService, chat_client
-from ragserver.answer.llm import ChatClient
+from ragserver.answer import AnswerService, ChatClient, chat_client
 from ragserver.catalog.service import CatalogService
 from ragserver.config import Settings
 from ragserver.crawl.service import CrawlService
