@@ -48,13 +48,14 @@ function emptyState() {
 
 function table(current, sources) {
   const sorted = [...sources].sort((a, b) => a.title.localeCompare(b.title));
-  return h(
+  const sourcesTable = h(
     "table",
     { class: "sources-table" },
     h("caption", {}, "Sources"),
     h("thead", {}, h("tr", {}, COLUMNS.map((name) => h("th", { scope: "col" }, name)), h("th", { scope: "col" }, "Actions"))),
     h("tbody", {}, sorted.map((source) => row(current, source))),
   );
+  return h("div", { class: "table-scroll" }, sourcesTable);
 }
 
 function row(current, source) {
