@@ -109,8 +109,8 @@ function pager(label, loadWindow) {
 
 function pagesPanel(source) {
   const alert = alertBox();
-  const list = h("ul", { "aria-label": "Pages", class: "page-list" });
-  const article = h("article", { "aria-label": "Page content", class: "page-content", hidden: true });
+  const list = h("ul", { "aria-label": "Pages", class: "page-list card" });
+  const article = h("article", { "aria-label": "Page content", class: "page-content card", hidden: true });
   const filter = h("input", { type: "search", id: "page-filter", autocomplete: "off" });
   const more = pager("More pages", async (offset) => {
     const query = new URLSearchParams({ source_id: source.source_id, offset, limit: PAGE_WINDOW });
@@ -222,7 +222,7 @@ function codeExample(example) {
   const language = example.language || "text";
   return h(
     "article",
-    { class: "code-example" },
+    { class: "code-example card" },
     h("h3", {}, example.title || example.summary || "Code example"),
     h(
       "p",

@@ -50,7 +50,7 @@ function table(current, sources) {
   const sorted = [...sources].sort((a, b) => a.title.localeCompare(b.title));
   const sourcesTable = h(
     "table",
-    { class: "sources-table" },
+    { class: "sources-table card" },
     h("caption", {}, "Sources"),
     h("thead", {}, h("tr", {}, COLUMNS.map((name) => h("th", { scope: "col" }, name)), h("th", { scope: "col" }, "Actions"))),
     h("tbody", {}, sorted.map((source) => row(current, source))),
