@@ -6,10 +6,10 @@ It speaks the shape OpenAI, Ollama, vLLM and LM Studio share at `/v1/chat/comple
 sent. What it answers is set per test through `behaviour`:
 
 - `answer(body) -> str`: the text of the answer (default: cites [1] and [2]);
-- `mode`: "ok", "hang" (accepts the request, never answers), "status" (answers 500, its error echoing
-  the Authorization header),
-  "hang_mid_stream" (two pieces, then silence), "drop_mid_stream" (two pieces, then the connection
-  closes), "error_mid_stream" (two pieces, then OpenAI's `data: {"error": ...}`).
+- `mode`: "ok"; "hang" (accepts the request, never answers); "status" (answers 500, its error echoing
+  the Authorization header); "garbage" (an HTML page); "no_choices" (JSON of another shape);
+  "hang_mid_stream" (two pieces, then silence); "drop_mid_stream" (two pieces, then the connection
+  closes); "error_mid_stream" (two pieces, then OpenAI's `data: {"error": ...}`).
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
         # echoes the key it got, as a careless server might: the client must mask it
         message = f"model overloaded (request had {request.headers.get('Authorization')})"
         return web.json_response({"error": {"message": message, "type": "server_error"}}, status=500)
+    if behaviour.mode == "garbage":
+        return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
+    if behaviour.mode == "no_choices":
+        return web.json_response({"object": "list", "data": []})
     text = behaviour.answer(body)
     if not body.get("stream"):
         return web.json_response(
@@ -86,9 +90,7 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
                 "id": "chatcmpl-standin",
                 "object": "chat.completion",
                 "model": MODEL,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
             }
         )

@@ -180,35 +180,36 @@ class AnswerService:
             question=found.query,
             found=found,
             relevant=len(relevant),
-            references=self._references(relevant),
+            references=number_references(relevant, self.settings.ask_max_context_chars),
             started=started,
             search_ms=_ms(started),
         )
 
-    def _references(self, chunks: list[ChunkResult]) -> list[Reference]:
-        """The chunks numbered from 1, best first, as long as their text fits ASK_MAX_CONTEXT_CHARS (the
-        one that does not fit is cut to the room left, and is the last)."""
-        references: list[Reference] = []
-        room = self.settings.ask_max_context_chars
-        for chunk in chunks:
-            if room <= 0:
-                break
-            content = chunk.content[:room]
-            room -= len(chunk.content)
-            references.append(
-                Reference(
-                    number=len(references) + 1,
-                    chunk_id=chunk.id,
-                    page_id=chunk.page_id,
-                    source_id=chunk.source_id,
-                    url=chunk.url,
-                    title=chunk.title,
-                    heading_path=chunk.heading_path,
-                    content=content,
-                    rerank_score=chunk.rerank_score,
-                )
+
+def number_references(chunks: list[ChunkResult], max_chars: int) -> list[Reference]:
+    """The chunks numbered from 1, best first, as long as their text fits `max_chars` (the one that does
+    not fit is cut to the room left, and is the last)."""
+    references: list[Reference] = []
+    room = max_chars
+    for chunk in chunks:
+        if room <= 0:
+            break
+        content = chunk.content[:room]
+        room -= len(chunk.content)
+        references.append(
+            Reference(
+                number=len(references) + 1,
+                chunk_id=chunk.id,
+                page_id=chunk.page_id,
+                source_id=chunk.source_id,
+                url=chunk.url,
+                title=chunk.title,
+                heading_path=chunk.heading_path,
+                content=content,
+                rerank_score=chunk.rerank_score,
             )
-        return references
+        )
+    return references
 
 
 def _scores_at_least(chunk: ChunkResult, floor: float) -> bool:
