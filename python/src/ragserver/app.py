@@ -23,6 +23,7 @@ from ragserver.api import (
     build_socketio,
     error_responses,
     install_error_handlers,
+    stop_socketio,
 )
 from ragserver.config import Settings, get_settings
 from ragserver.logredact import secrets_masked_in_logs
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     yield
             finally:
                 await runtime.stop()
+                await stop_socketio(sio)
 
     api = FastAPI(
         title="ragserver",
@@ -76,5 +78,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     api.router.routes.extend(web_routes())
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD_BYTES)
     api.add_middleware(ApiKeyMiddleware, api_key=settings.ragserver_api_key, prefixes=("/api", MCP_PATH))
-    sio = build_socketio(runtime.tracker, settings.ragserver_api_key)
+    sio = build_socketio(runtime.tracker, settings.ragserver_api_key, settings.redis_url)
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

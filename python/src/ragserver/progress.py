@@ -8,6 +8,12 @@ with the latest state; an ingest updates its counters per document, and each pus
 websocket send to every subscriber, all on the event loop. The interval is measured on an
 injected Clock (the event loop's by default), so tests step time instead of sleeping.
 
+Across replicas (`share`, once the store is open): every state is written through to the store
+(rag_operations) with the same coalescing as the pushes (status changes at once), so any replica
+answers `find` for an operation another one runs and `stop` asks its owner to end it (the owner
+notices through its heartbeat, ragserver.replicas). Writes of one operation go one at a time, in
+order; the store keeps the newest (a version number) and never changes an ended one.
+
 `ProgressTracker.run` and `.spawn` are the one way a service runs an operation's work: the
 outcome ends the operation (completed, failed or cancelled), and a cancel request cancels the
 work's task at once, while it waits on anything. Services may still call `raise_if_cancelled()`
@@ -31,12 +37,14 @@ from pydantic import BaseModel, Field, JsonValue
 
 from ragserver.clock import Clock, LoopClock
 from ragserver.errors import NotFound, RagServerError
+from ragserver.store.operations import OperationStore, Snapshot
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], Awaitable[None]]
 Result = dict[str, Any]
 Work = Coroutine[Any, Any, Result]
+Snapshots = list[Snapshot]  # aliases: inside ProgressTracker, `list` names its method
 
 ACTIVE = {"starting", "running", "cancelling"}
 FINAL = {"completed", "failed", "cancelled"}
@@ -172,8 +180,7 @@ class Operation:
 
     def etag(self) -> str:
         """A strong ETag of the current snapshot, for 304 answers to pollers."""
-        body = json.dumps(self.snapshot(), sort_keys=True, default=str).encode()
-        return '"' + hashlib.sha1(body).hexdigest() + '"'
+        return etag_of(self.snapshot())
 
     def _end(self, status: str, message: str, *, error: str | None = None, result: Result | None = None) -> None:
         if self.status in FINAL:
@@ -194,6 +201,12 @@ class Operation:
         self.tracker.publish(self)
 
 
+def etag_of(snapshot: Snapshot) -> str:
+    """A strong ETag of a snapshot (this replica's or the store's), for 304 answers to pollers."""
+    body = json.dumps(snapshot, sort_keys=True, default=str).encode()
+    return '"' + hashlib.sha1(body).hexdigest() + '"'
+
+
 class ProgressTracker:
     """Registry of operations, the runner of their work, and fan-out of their changes to async listeners."""
 
@@ -205,10 +218,24 @@ class ProgressTracker:
         self._running: set[asyncio.Task[None]] = set()  # spawned operations: referenced until they end
         self._pushed: dict[str, tuple[float, str, int]] = {}  # id -> (clock time, status, version) pushed
         self._held: set[str] = set()  # ids with a push scheduled for later
+        self._shared: OperationStore | None = None
+        self.replica = ""  # this replica's name in the store (owner of the operations it runs)
+        self._unsaved: set[str] = set()  # ids with a state not yet written through
+        self._writing: set[str] = set()  # ids with a write-through task running
 
-    def start(self, kind: str, *, message: str = "", operation_id: str | None = None) -> Operation:
+    def share(self, operations: OperationStore, replica: str) -> None:
+        """Write every operation's state through to the store from now on, as `replica`'s."""
+        self._shared, self.replica = operations, replica
+        for op in self._operations.values():  # started before the store opened (rare): write them too
+            self.publish(op)
+
+    def start(
+        self, kind: str, *, message: str = "", operation_id: str | None = None, started_at: float | None = None
+    ) -> Operation:
         """Create and register a new operation of the given kind (upload, crawl, ingest, reembed)."""
         op = Operation(id=operation_id or str(uuid.uuid4()), kind=kind, tracker=self, message=message)
+        if started_at is not None:  # a queued job keeps the time it was queued
+            op.started_at = started_at
         self._operations[op.id] = op
         self._forget_old()
         self.publish(op)
@@ -227,8 +254,39 @@ class ProgressTracker:
         return [o.snapshot() for o in ops if not active_only or o.status in ACTIVE]
 
     def cancel(self, operation_id: str) -> bool:
-        """Ask one operation to stop; NotFound for an unknown id."""
+        """Ask one operation of this replica to stop; NotFound for an unknown id."""
         return self.get(operation_id).cancel()
+
+    def owned(self) -> tuple[Operation, ...]:
+        """This replica's active operations."""
+        return tuple(op for op in self._operations.values() if op.status in ACTIVE)
+
+    async def find(self, operation_id: str) -> Snapshot:
+        """The snapshot of an operation of any replica (this one's without a database call); NotFound."""
+        op = self._operations.get(operation_id)
+        if op is not None:
+            return op.snapshot()
+        if self._shared is None:
+            raise NotFound(f"no operation with id {operation_id!r}")
+        return await self._shared.get(operation_id)
+
+    async def stop(self, operation_id: str) -> bool:
+        """Ask an operation of any replica to stop (its owner notices); False when it had already ended."""
+        op = self._operations.get(operation_id)
+        if op is not None:
+            return op.cancel()
+        if self._shared is None:
+            raise NotFound(f"no operation with id {operation_id!r}")
+        return (await self._shared.request_cancel(operation_id)).stopping
+
+    async def overview(self, *, active_only: bool = False) -> Snapshots:
+        """Snapshots of the operations of every replica (this one's as they are now), newest first."""
+        own = self.list(active_only=active_only)
+        if self._shared is None:
+            return own
+        known = {snapshot["progressId"] for snapshot in own}
+        others = [s for s in await self._shared.snapshots(active_only=active_only) if s["progressId"] not in known]
+        return sorted(own + others, key=lambda s: float(s["startedAt"]), reverse=True)
 
     def add_listener(self, listener: Listener) -> None:
         """Register an async callback that receives every snapshot change."""
@@ -295,7 +353,7 @@ class ProgressTracker:
         A new status goes out at once; other changes within PUBLISH_INTERVAL_S of the last push
         are held and go out together, as the latest state, when the interval has passed.
         """
-        if not self._listeners:
+        if not self._listeners and self._shared is None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -319,9 +377,31 @@ class ProgressTracker:
         self._pushed[op.id] = (self._clock.now(), op.status, op.version)
         snapshot = op.snapshot()
         for listener in self._listeners:
-            task = loop.create_task(self._deliver(listener, snapshot))
-            self._deliveries.add(task)
-            task.add_done_callback(self._deliveries.discard)
+            self._track(loop.create_task(self._deliver(listener, snapshot)))
+        if self._shared is not None:
+            self._unsaved.add(op.id)
+            if op.id not in self._writing:
+                self._writing.add(op.id)
+                self._track(loop.create_task(self._write_through(self._shared, op)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _write_through(self, shared: OperationStore, op: Operation) -> None:
+        """Write `op`'s latest state until none is left unwritten; a stop asked in the store cancels it."""
+        try:
+            while op.id in self._unsaved:
+                self._unsaved.discard(op.id)
+                try:
+                    stop_asked = await shared.save(op.snapshot(), op.version + 1, self.replica)
+                except RagServerError as exc:  # the operation goes on; other replicas see an older state
+                    log.warning("could not write operation %s to the store: %s", op.id, exc.message)
+                    return
+                if stop_asked:
+                    op.cancel()
+        finally:
+            self._writing.discard(op.id)
 
     async def drain(self) -> None:
         """Wait until every delivery already started has run (used at shutdown and in tests).
@@ -346,6 +426,7 @@ class ProgressTracker:
         for op in finished[: len(finished) - KEEP_FINISHED]:
             del self._operations[op.id]
             self._pushed.pop(op.id, None)
+            self._unsaved.discard(op.id)
 
 
 async def _until_cancel_requested(op: Operation, work: asyncio.Future[Result]) -> Result:

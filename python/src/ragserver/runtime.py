@@ -31,6 +31,7 @@ from ragserver.logredact import MASK, configured_secrets
 from ragserver.looplag import LoopLagMonitor
 from ragserver.ml.service import MLService
 from ragserver.progress import ProgressTracker
+from ragserver.replicas import ReplicaWorker
 from ragserver.search.service import SearchService
 from ragserver.store import Store, open_store
 
@@ -79,6 +80,7 @@ class Runtime:
         self.failed = asyncio.Event()
         self.failure: RagServerError | None = None
         self._store: Store | None = None
+        self.replica: ReplicaWorker | None = None
         self._services: Services | None = None
         self._closing = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -195,8 +197,14 @@ class Runtime:
         recovered = await store.recover_interrupted_runs()
         if recovered:
             log.warning("marked %d interrupted ingest runs as failed", recovered)
+        if await store.operations.recover_interrupted():
+            log.warning("marked the operations of stopped replicas as failed")
         self._store = store
-        self._services = build_services(store, self.ml, self.settings, self.tracker, self.chat)
+        # a server shares its operations with the other replicas of the database (the CLI keeps its own)
+        self.replica = ReplicaWorker(self.tracker, store, self.settings.replica_max_jobs) if self.server else None
+        if self.replica is not None:
+            self._tasks.append(asyncio.create_task(self.replica.run(), name="ragserver-replica"))
+        self._services = build_services(store, self.ml, self.settings, self.tracker, self.chat, replica=self.replica)
         self.database = DatabaseState("ready")
         self.ready.set()
 
@@ -231,7 +239,13 @@ def freeze_startup_heap() -> None:
 
 
 def build_services(
-    store: Store, ml: MLService, settings: Settings, tracker: ProgressTracker, chat: ChatClient | None
+    store: Store,
+    ml: MLService,
+    settings: Settings,
+    tracker: ProgressTracker,
+    chat: ChatClient | None,
+    *,
+    replica: ReplicaWorker | None = None,
 ) -> Services:
     """The services of the server on one store and one ML service (crawl ingests through ingest, answers
     search through search)."""
@@ -240,7 +254,7 @@ def build_services(
     return Services(
         ingest=ingest,
         search=search,
-        crawl=CrawlService(store, ingest, settings, tracker),
+        crawl=CrawlService(store, ingest, settings, tracker, replica),
         catalog=CatalogService(store),
         answer=AnswerService(search, chat, settings),
     )

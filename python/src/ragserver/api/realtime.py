@@ -3,10 +3,17 @@
 A client connects (with the API key in `auth={'token': ...}` or an Authorization header when one
 is configured), emits `subscribe` {progressId} and immediately receives the current state as a
 `progress` event, so a subscriber that arrives late still sees where the operation stands.
+
+Several replicas: an operation may run on another replica than the one a client is connected to.
+Its current state then comes from the store, and with REDIS_URL set the server is built on
+python-socketio's AsyncRedisManager, so the owner's `progress` events reach the subscribers of
+every replica through Redis. Without Redis each replica pushes only its own operations (polling
+`GET /api/progress/{id}` answers for all of them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +21,7 @@ from typing import Any
 import socketio
 
 from ragserver.api.guards import bearer_token, key_matches
-from ragserver.errors import NotFound
+from ragserver.errors import RagServerError
 from ragserver.progress import ProgressTracker
 
 log = logging.getLogger(__name__)
@@ -23,9 +30,16 @@ log = logging.getLogger(__name__)
 Ack = dict[str, str | bool | None]
 
 
-def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServer:
-    """A Socket.IO server whose `progress` events follow the tracker."""
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False, engineio_logger=False)
+def build_socketio(tracker: ProgressTracker, api_key: str, redis_url: str = "") -> socketio.AsyncServer:
+    """A Socket.IO server whose `progress` events follow the tracker (through Redis when `redis_url` is set)."""
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=manager,
+        cors_allowed_origins="*",
+        logger=False,
+        engineio_logger=False,
+    )
 
     async def connect(sid: str, environ: Mapping[str, object], auth: object = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -39,8 +53,8 @@ def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServ
         if not progress_id:
             return {"success": False, "error": "bad_request", "message": "progressId is required"}
         try:
-            snapshot = tracker.get(progress_id).snapshot()
-        except NotFound as exc:
+            snapshot = await tracker.find(progress_id)
+        except RagServerError as exc:  # unknown id, or the store cannot answer for another replica's
             return {"success": False, "error": exc.code, "message": exc.message}
         await sio.enter_room(sid, progress_id)
         await sio.emit("progress", snapshot, to=sid)
@@ -60,6 +74,14 @@ def build_socketio(tracker: ProgressTracker, api_key: str) -> socketio.AsyncServ
         sio.on(handler.__name__, handler)
     tracker.add_listener(forward)
     return sio
+
+
+async def stop_socketio(sio: socketio.AsyncServer) -> None:
+    """At shutdown: end the task that listens to Redis for the other replicas' events (when one started)."""
+    listener = getattr(sio.manager, "thread", None)
+    if isinstance(listener, asyncio.Task):
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
 
 
 def _progress_id(data: object) -> str | None:

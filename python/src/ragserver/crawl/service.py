@@ -9,6 +9,8 @@ pages unchanged since the previous crawl are carried over with their chunks and 
 derived from the canonical start URL: crawling the same URL again is a refresh of that source.
 The crawl options are kept in the source's metadata so a refresh repeats the same crawl. The
 tracker's runner ends each crawl's operation and cancels it the moment a stop is asked for.
+Given a ReplicaWorker (the server), a crawl is a job queued in the database that one replica
+claims (ragserver.replicas says which); without one (the CLI, tests of this service) it runs here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ragserver.crawl.urls import canonicalize
 from ragserver.domain import SourceInfo, source_labels
 from ragserver.errors import Busy, InputError, NotFound
 from ragserver.progress import ACTIVE, Operation, ProgressTracker, Result
+from ragserver.replicas import Queued, ReplicaWorker
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,12 @@ class CrawlService:
     """Runs crawls in the background (API) or in the foreground (CLI), one Operation each."""
 
     def __init__(
-        self, store: CrawlStore, ingest_service: DocumentSink, settings: Settings, progress: ProgressTracker
+        self,
+        store: CrawlStore,
+        ingest_service: DocumentSink,
+        settings: Settings,
+        progress: ProgressTracker,
+        replica: ReplicaWorker | None = None,
     ) -> None:
         self.store = store
         self.ingest = ingest_service
@@ -59,15 +67,31 @@ class CrawlService:
         self.guard = Guard(settings)
         self.converter = Converter(settings.data_dir, settings.crawl_convert_workers, settings.bulk_nice)
         self._running: dict[str, Operation] = {}  # source_id -> the crawl now writing it
+        self.replica = replica
+        if replica is not None:
+            replica.register("crawl", self._run_claimed)
 
-    async def start_crawl(self, request: CrawlRequest) -> Operation:
-        """Check the target and the budget (refused targets raise 4xx here), then crawl in the background."""
+    async def start_crawl(self, request: CrawlRequest) -> Operation | Queued:
+        """Check the target and the budget (refused targets raise 4xx here), then crawl in the background:
+        here, or (queued, no room here) on the first replica with room."""
         request = await self._budgeted(request)
-        op = self._start_operation(request)
-        self.progress.spawn(op, self._run(request, op), done=_done_message(request), stopped=_stopped(request))
+        if self.replica is None:
+            op = self._start_operation(request)
+        else:
+            self._refuse_if_running(request)
+            started = await self.replica.submit(
+                "crawl",
+                message=f"crawling {request.url}",
+                job_key=source_id_for(request.url),
+                request=None if request.headers else request.model_dump(mode="json"),
+            )
+            if isinstance(started, Queued):
+                return started
+            op = started
+        self._spawn(op, request)
         return op
 
-    async def start_refresh(self, source_id: str) -> Operation:
+    async def start_refresh(self, source_id: str) -> Operation | Queued:
         """Re-crawl a source with the options of its last crawl; its pages are replaced atomically."""
         source = await self.store.get_source(source_id)
         options = (source.get("metadata") or {}).get("crawl")
@@ -98,8 +122,16 @@ class CrawlService:
         """Stop the page-conversion workers (at shutdown, after the tracker ended the crawls)."""
         self.converter.close()
 
-    def _start_operation(self, request: CrawlRequest) -> Operation:
-        """A new crawl operation, unless that source is being crawled right now (two runs would race)."""
+    def _run_claimed(self, op: Operation, request: dict[str, Any] | None) -> None:
+        """Run a crawl this replica claimed from the queue (a queued crawl always has its request)."""
+        self._spawn(op, CrawlRequest.model_validate(request))
+
+    def _spawn(self, op: Operation, request: CrawlRequest) -> None:
+        self._running[source_id_for(request.url)] = op
+        self.progress.spawn(op, self._run(request, op), done=_done_message(request), stopped=_stopped(request))
+
+    def _refuse_if_running(self, request: CrawlRequest) -> None:
+        """Busy when this process crawls that source right now (two runs would race)."""
         source_id = source_id_for(request.url)
         current = self._running.get(source_id)
         if current is not None and current.status in ACTIVE:
@@ -107,8 +139,12 @@ class CrawlService:
                 f"{request.url} is already being crawled; stop that crawl or wait for it",
                 details={"progressId": current.id, "source_id": source_id},
             )
+
+    def _start_operation(self, request: CrawlRequest) -> Operation:
+        """A new crawl operation, unless that source is being crawled right now."""
+        self._refuse_if_running(request)
         op = self.progress.start("crawl", message=f"crawling {request.url}")
-        self._running[source_id] = op
+        self._running[source_id_for(request.url)] = op
         return op
 
     async def _extracted_alike(self, source_id: str, request: CrawlRequest) -> bool:

@@ -51,7 +51,7 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
         few seconds until it is completed, failed or cancelled; once completed, the source is
         searchable (result.source_id).
         """
-        return OperationAnswer(operation=ProgressSnapshot.model_validate(runtime.tracker.get(progress_id).snapshot()))
+        return OperationAnswer(operation=ProgressSnapshot.model_validate(await runtime.tracker.find(progress_id)))
 
     if read_only:
         return
@@ -149,6 +149,6 @@ def register_operation_tools(server: MCPServer, runtime: Runtime, *, read_only: 
         stored, marked partial (refresh_source completes it). The operation ends as cancelled at
         its next safe point; get_progress shows when.
         """
-        cancelled = runtime.tracker.cancel(progress_id)
+        cancelled = await runtime.tracker.stop(progress_id)
         message = "stop requested" if cancelled else "the operation had already ended"
         return StopAnswer(progress_id=progress_id, cancelled=cancelled, message=message)

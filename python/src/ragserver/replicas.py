@@ -1,0 +1,146 @@
+"""This replica's part when several server processes share one database.
+
+What is queued, and who runs it:
+- Crawls and refreshes are jobs: queued in rag_operations with their request, claimed by exactly
+  one replica (`FOR UPDATE SKIP LOCKED`). The replica that received one claims it at once when it
+  runs fewer than REPLICA_MAX_JOBS; otherwise it waits in the database for any replica with room.
+  A crawl that carries request headers (credentials, often) is queued without its request, so
+  that they never reach the database: only the replica that received it runs it, at once.
+- Uploads, folder ingests and re-embeds run where they started (an upload's bytes are in that
+  process); they are written through like every operation, so any replica shows and stops them.
+- One active operation per job key (a crawl's source) across all replicas: a second crawl of a
+  source being crawled anywhere is refused with the first one's progressId.
+
+A loop (`run`) beats for this replica's active operations every POLL_S, which is how it learns
+that another replica asked for a stop (it cancels the task then), claims queued jobs while it has
+room, and every RECOVER_EVERY_S ends what replicas that are gone left behind: their runs
+(store.recover_interrupted_runs) and their operations, failed with a message saying why. The
+owner's advisory lock tells that a replica is gone (psycopg); over Supabase RPC, missed heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ragserver.clock import Clock, LoopClock
+from ragserver.errors import RagServerError
+from ragserver.progress import ACTIVE, Operation, ProgressTracker
+from ragserver.store import Store
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+RECOVER_EVERY_S = 5.0
+#: Runs a claimed job on this replica: validates its request and spawns its work on the operation.
+JobRunner = Callable[[Operation, dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A job left waiting in the database for a replica with room (what `submit` answers then)."""
+
+    id: str
+
+
+def replica_name() -> str:
+    """A name unique to this process (two runtimes of one process included): host, pid and a random tag."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ReplicaWorker:
+    """Claims, heartbeats and recovery of one replica, over the store every replica shares."""
+
+    def __init__(self, tracker: ProgressTracker, store: Store, max_jobs: int, clock: Clock | None = None) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.max_jobs = max_jobs
+        self.replica = replica_name()
+        self._clock: Clock = clock or LoopClock()
+        self._runners: dict[str, JobRunner] = {}
+        self._jobs: set[str] = set()  # ids of the jobs this replica claimed
+        tracker.share(store.operations, self.replica)
+
+    def register(self, kind: str, runner: JobRunner) -> None:
+        """Let this replica claim queued jobs of `kind` and run them with `runner`."""
+        self._runners[kind] = runner
+
+    @property
+    def has_room(self) -> bool:
+        return self.running_jobs() < self.max_jobs
+
+    def running_jobs(self) -> int:
+        """How many claimed jobs are still active here."""
+        active = {op.id for op in self.tracker.owned()}
+        self._jobs &= active
+        return len(self._jobs)
+
+    async def submit(
+        self, kind: str, *, message: str, job_key: str | None, request: dict[str, Any] | None
+    ) -> Operation | Queued:
+        """Queue a job (Busy when an active operation holds `job_key`) and claim it here when there is room
+        or when it may run nowhere else (`request` None); the claimed Operation, whose work the caller starts."""
+        operation_id = await self.store.operations.enqueue(
+            {"progressId": str(uuid.uuid4()), "type": kind, "message": message}, job_key=job_key, request=request
+        )
+        if request is not None and not self.has_room:
+            return Queued(operation_id)
+        job = await self.store.operations.claim([kind], self.replica, operation_id=operation_id)
+        if job is None:  # stopped before it was claimed
+            return Queued(operation_id)
+        return self._adopt(job.operation_id, job.kind, job.snapshot)
+
+    async def run(self) -> None:
+        """Beat, notice stops, claim and recover until cancelled (at shutdown)."""
+        recovered_at = self._clock.now()
+        while True:
+            try:
+                await self.beat()
+                await self.claim_queued()
+                if self._clock.now() - recovered_at >= RECOVER_EVERY_S:
+                    recovered_at = self._clock.now()
+                    await self.recover()
+            except RagServerError as exc:  # the database is away: try again at the next beat
+                log.warning("replica %s: %s", self.replica, exc.message)
+            await self._clock.sleep(POLL_S)
+
+    async def beat(self) -> None:
+        """Heartbeat of this replica's active operations; cancels those another replica asked to stop."""
+        if not self.tracker.owned():
+            return
+        for operation_id in await self.store.operations.heartbeat(self.replica):
+            op = self.tracker.get(operation_id)
+            if op.status in ACTIVE:
+                op.cancel()
+
+    async def claim_queued(self) -> list[Operation]:
+        """Claim and start queued jobs any replica may run, while this one has room; returns them."""
+        started: list[Operation] = []
+        while self._runners and self.has_room:
+            job = await self.store.operations.claim(list(self._runners), self.replica)
+            if job is None:
+                break
+            op = self._adopt(job.operation_id, job.kind, job.snapshot)
+            self._runners[job.kind](op, job.request)
+            started.append(op)
+        return started
+
+    async def recover(self) -> None:
+        """End the runs and operations of replicas that are gone."""
+        runs = await self.store.recover_interrupted_runs()
+        operations = await self.store.operations.recover_interrupted()
+        if runs or operations:
+            log.warning("recovered %d runs and %d operations of replicas that stopped", runs, len(operations))
+
+    def _adopt(self, operation_id: str, kind: str, snapshot: dict[str, Any]) -> Operation:
+        op = self.tracker.start(
+            kind, message=snapshot["message"], operation_id=operation_id, started_at=float(snapshot["startedAt"])
+        )
+        self._jobs.add(op.id)
+        return op
