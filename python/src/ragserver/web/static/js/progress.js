@@ -1,6 +1,7 @@
 // Operation cards: the live state of long operations (crawls, uploads, refreshes), ProgressSnapshot of progress.py.
 // One shared Socket.IO connection pushes the snapshots; while the socket library is missing, not connected within
-// SOCKET_WAIT_MS, or disconnected, each operation is polled instead, with its last ETag (unchanged costs a 304).
+// SOCKET_WAIT_MS, or disconnected, each operation is polled instead, with its last ETag (unchanged costs a 304);
+// while it pushes, an operation it has been quiet about for CHECK_MS is asked for once.
 
 import { api, apiKey, apiRequest, errorFrom, reportUnauthorized } from "./api.js";
 import { alertBox, h, hideError, showError } from "./dom.js";
@@ -8,6 +9,7 @@ import { alertBox, h, hideError, showError } from "./dom.js";
 const SOCKET_LIBRARY = "/assets/vendor/socket.io.esm.min.js";
 const SOCKET_WAIT_MS = 3000;
 const POLL_MS = 1000;
+const CHECK_MS = 10000; // while the socket pushes: one conditional GET when it has been quiet this long
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 const ACTIVE = new Set(["starting", "running", "cancelling"]);
 
@@ -35,9 +37,9 @@ export async function showActiveOperations(container) {
     container.prepend(error);
   }
   try {
-    const { operations: active } = await api("/api/progress/");
+    const { operations: active } = await api("/api/progress/"); // newest first
     hideError(error);
-    for (const snapshot of active) {
+    for (const snapshot of active.toReversed()) {
       trackOperation(snapshot.progressId, snapshot.message || snapshot.type, container);
       operations.get(snapshot.progressId).apply(snapshot);
     }
@@ -62,6 +64,7 @@ class Operation {
     this.etag = null;
     this.cards = new Map(); // container -> Card
     this.subscribed = false;
+    this.quietUntil = 0; // no poll before this time (ms): the socket is connecting or pushing
     this.polling = false;
     this.announced = false;
   }
@@ -80,44 +83,54 @@ class Operation {
     return card;
   }
 
-  /** Live updates from the socket when it is (or gets) connected in time, polling otherwise. */
+  /** Live updates from the socket when it is (or gets) connected in time; polling covers the rest. */
   async follow() {
     const socket = await sharedSocketOnce();
     if (this.finished) return;
-    if (!socket) {
-      this.poll();
-    } else if (socket.connected) {
+    if (socket?.connected) {
       this.subscribe(socket);
-    } else {
-      if (!socket.active) socket.connect(); // refused earlier (no or a wrong key): a key may have been saved since
-      setTimeout(() => this.subscribed || this.poll(), SOCKET_WAIT_MS);
+    } else if (socket && !socket.active) {
+      socket.connect(); // refused earlier (no or a wrong key): a key may have been saved since
     }
+    this.quietUntil = socket ? Date.now() + SOCKET_WAIT_MS : 0;
+    this.poll();
   }
 
   /** Joins the operation's room; the server answers with the current snapshot at once. */
   subscribe(socket) {
     if (this.finished) return;
     socket.emit("subscribe", { progressId: this.id }, (ack) => {
-      if (ack?.success) this.subscribed = true;
-      else this.showError(ack?.message ?? "The server refused to report this operation");
+      if (ack?.success) {
+        this.subscribed = true;
+        this.quietUntil = Date.now() + CHECK_MS;
+      } else {
+        this.showError(ack?.message ?? "The server refused to report this operation");
+      }
     });
   }
 
   socketLost() {
     this.subscribed = false;
-    this.poll();
+    this.quietUntil = 0;
   }
 
-  /** Polls every POLL_MS until the operation ends, the socket takes over or no card is on the page. */
+  /**
+   * Asks the server every POLL_MS while the socket does not push, and every CHECK_MS while it does (a push
+   * that never comes, from a replica without Redis, is noticed); ends with the operation, when no card is
+   * on the page, or on a 401 or 404.
+   */
   async poll() {
     if (this.polling) return;
     this.polling = true;
-    while (!this.finished && !this.subscribed && this.onPage()) {
-      try {
-        await this.fetchOnce();
-      } catch (err) {
-        this.showError(err.message);
-        if (err.status === 401 || err.status === 404) break; // a saved key reloads the view, which follows again
+    while (!this.finished && this.onPage()) {
+      if (Date.now() >= this.quietUntil) {
+        try {
+          await this.fetchOnce();
+        } catch (err) {
+          this.showError(err.message);
+          if (err.status === 401 || err.status === 404) break; // a saved key reloads the view, which follows again
+        }
+        this.quietUntil = Date.now() + (this.subscribed ? CHECK_MS : POLL_MS);
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
@@ -138,6 +151,7 @@ class Operation {
     // a final state stays final, and a poll's answer older than a push changes nothing
     if (this.finished || (this.snapshot && snapshot.updatedAt < this.snapshot.updatedAt)) return;
     this.snapshot = snapshot;
+    if (this.subscribed) this.quietUntil = Date.now() + CHECK_MS;
     for (const card of this.cards.values()) card.render(snapshot);
     if (this.finished && !this.announced) {
       this.announced = true;
@@ -217,7 +231,8 @@ class Card {
       this.error,
       this.actions,
     );
-    container.append(this.element);
+    // newest first, below the container's heading and alert
+    container.insertBefore(this.element, container.querySelector(":scope > .operation"));
   }
 
   stop(operation) {
