@@ -33,7 +33,7 @@ function crawlForm(operations) {
   const error = alertBox();
   const form = h(
     "form",
-    { "aria-label": "Crawl a site", class: "add-form" },
+    { "aria-label": "Crawl a site", class: "add-form card" },
     h("h3", {}, "Crawl a site"),
     field("crawl-url", "URL", h("input", { type: "url", name: "url", required: true, placeholder: "https://" })),
     h(
@@ -145,7 +145,7 @@ function uploadForm(operations) {
   );
   const form = h(
     "form",
-    { "aria-label": "Upload files", class: "add-form" },
+    { "aria-label": "Upload files", class: "add-form card" },
     h("h3", {}, "Upload files"),
     dropzone,
     labelFields("upload"),

@@ -223,7 +223,7 @@ class Card {
     this.actions = h("div", { class: "operation-actions" }, this.stopButton, this.dismissButton);
     this.element = h(
       "article",
-      { class: "operation", "data-progress-id": operation.id },
+      { class: "operation card", "data-progress-id": operation.id },
       h("h3", { class: "operation-name" }, name),
       this.status,
       this.bar,

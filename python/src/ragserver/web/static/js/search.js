@@ -21,7 +21,7 @@ function buildView(section) {
   const results = h("ol", { "aria-label": "Results", class: "results" });
   const form = h(
     "form",
-    { role: "search", "aria-label": "Search", class: "search-form" },
+    { role: "search", "aria-label": "Search", class: "search-form card" },
     h(
       "div",
       { class: "field search-query" },
@@ -110,7 +110,7 @@ async function runSearch(form, { error, summary, results }) {
     const terms = queryTerms(query);
     clear(results);
     results.append(...answer.results.map((result) => resultItem(result, answer.return_mode, terms)));
-    if (!answer.results.length) results.append(h("li", { class: "no-results" }, "Nothing matched."));
+    if (!answer.results.length) results.append(h("li", { class: "no-results card" }, "Nothing matched."));
   } catch (err) {
     showError(error, err);
   } finally {
@@ -141,7 +141,7 @@ function resultItem(result, mode, terms) {
   }
   return h(
     "li",
-    { class: "result" },
+    { class: "result card" },
     h(
       "h3",
       { class: "result-title" },
