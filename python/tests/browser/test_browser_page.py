@@ -76,18 +76,24 @@ def test_phone_width_scrolls_no_view_sideways(open_page: OpenPage, open_server: 
     for route, content in views.items():
         web.open(route)
         expect(content).to_be_visible()
-        assert not horizontal_scroll(page), route
+        assert sideways(page) == [], route
     web.open("#/search")
     search_box(page).fill(f"{marker} valve")
     page.keyboard.press("Enter")
     expect(page.get_by_role("list", name="Results").locator("li.result").first).to_be_visible()
-    assert not horizontal_scroll(page), "#/search with results"
+    assert sideways(page) == [], "#/search with results"
     web.open(f"#/sources/{item['source_id']}")
     expect(page.get_by_role("heading", name=title, level=2)).to_be_visible()
-    assert not horizontal_scroll(page), "#/sources/<id>"
+    assert sideways(page) == [], "#/sources/<id>"
     assert web.errors == []
 
 
-def horizontal_scroll(page: Page) -> bool:
-    """Whether the document is wider than the window (the page would scroll sideways)."""
-    return bool(page.evaluate("document.documentElement.scrollWidth > window.innerWidth"))
+# The elements reaching past the window's right edge, when the document is wider than the window.
+SIDEWAYS_JS = """() => document.documentElement.scrollWidth <= innerWidth ? [] :
+  [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+    .slice(0, 8).map(e => `${e.tagName.toLowerCase()}.${e.className} ends at ${e.getBoundingClientRect().right}`)"""
+
+
+def sideways(page: Page) -> list[str]:
+    """What makes the page scroll sideways (nothing when it fits the window)."""
+    return list(page.evaluate(SIDEWAYS_JS))
