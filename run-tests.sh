@@ -7,6 +7,9 @@
 #                Then the web page's pinned browser libraries (python/docker/fetch_web_vendor.py), kept when there.
 #   lint tier    ruff check (python/ and tests/e2e)
 #   fast tier    python/tests: real embedded Postgres, real MiniLM, a tiny Qwen3 reranker, the type check
+#   browser tier python/tests/browser: the web page in headless Chromium (Playwright) on live servers. Skipped,
+#                saying so, when no Chromium is at $RAGSERVER_CHROMIUM (default /usr/bin/chromium); with
+#                RAGSERVER_REQUIRE_BROWSER=1 (CI) that is a failure.
 #   docker tier  tests/e2e: slim image, bootstrap, compose. Skipped, saying so, when no Docker engine answers
 #                `docker info`; with RAGSERVER_REQUIRE_DOCKER=1 (CI) that is a failure. RAGSERVER_SKIP_DOCKER=1
 #                skips it on purpose.
@@ -66,6 +69,19 @@ run_pytest() {  # tier name, then pytest's arguments; exit code 5 (nothing colle
     return "$rc"
 }
 
+browser_tier() {
+    local chromium=${RAGSERVER_CHROMIUM:-/usr/bin/chromium}
+    if [ ! -x "$chromium" ]; then
+        if [ "${RAGSERVER_REQUIRE_BROWSER:-0}" = "1" ]; then
+            echo "== browser tier: FAILED: RAGSERVER_REQUIRE_BROWSER=1 but no Chromium at $chromium" >&2
+            return 1
+        fi
+        say "browser tier: SKIPPED: no Chromium at $chromium (apt-get install chromium, or set RAGSERVER_CHROMIUM)"
+        return 0
+    fi
+    (cd python && run_pytest "browser tier" -q -p no:cacheprovider tests/browser)
+}
+
 docker_tier() {
     if [ "${RAGSERVER_SKIP_DOCKER:-0}" = "1" ]; then
         say "docker tier: SKIPPED (RAGSERVER_SKIP_DOCKER=1)"
@@ -99,6 +115,7 @@ failed=()
 say "lint tier: ruff check"
 ruff check . || failed+=(lint)
 (cd python && run_pytest "fast tier" -q -p no:cacheprovider) || failed+=(fast)
+browser_tier || failed+=(browser)
 if [ "${#failed[@]}" -eq 0 ]; then
     docker_tier || failed+=(docker)
 else
