@@ -289,9 +289,10 @@ async def _query(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _ask(args: argparse.Namespace, settings: Settings) -> int:
     """Stream the answer to stdout as it comes, then the references it could cite (cited ones marked *)."""
-    from ragserver.answer import Question
+    from ragserver.answer import Question, require_llm
     from ragserver.answer.results import DeltaEvent, ErrorEvent
 
+    require_llm(settings)  # before the models load
     question = Question(
         text=args.question,
         source_id=args.source,

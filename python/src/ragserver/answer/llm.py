@@ -83,6 +83,11 @@ class ChatStream:
         await self._response.aclose()
 
 
+def llm_configured(settings: Settings) -> bool:
+    """Whether an LLM is configured: LLM_URL and LLM_MODEL both set."""
+    return bool(settings.llm_url and settings.llm_model)
+
+
 class ChatClient:
     """Asks the configured chat model; one pooled HTTP client for the life of the process."""
 
@@ -101,9 +106,7 @@ class ChatClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatClient | None:
         """The client LLM_URL and LLM_MODEL describe; None when either is unset (asking is off)."""
-        if not (settings.llm_url and settings.llm_model):
-            return None
-        return cls(settings)
+        return cls(settings) if llm_configured(settings) else None
 
     async def complete(self, messages: list[Message]) -> Completion:
         """The whole answer at once."""

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ragserver.answer.citations import cited_numbers
-from ragserver.answer.llm import ChatClient, ChatStream, Completion
+from ragserver.answer.llm import ChatClient, ChatStream, Completion, llm_configured
 from ragserver.answer.prompt import build_messages
 from ragserver.answer.refusal import RefusalGate, is_refusal
 from ragserver.answer.results import (
@@ -53,6 +53,12 @@ def chat_client(settings: Settings) -> ChatClient | None:
     if not 0 <= settings.ask_min_rerank_score <= 1:
         raise ConfigError("ASK_MIN_RERANK_SCORE must be between 0 and 1 (reranker scores are)")
     return ChatClient.from_settings(settings)
+
+
+def require_llm(settings: Settings) -> None:
+    """NotConfigured (409) naming the settings, when no LLM is configured: a caller checks before slow work."""
+    if not llm_configured(settings):
+        raise NotConfigured(NOT_CONFIGURED)
 
 
 def _ms(since: float) -> float:
@@ -160,8 +166,8 @@ class AnswerService:
         return AnswerStream(grounding, await chat.open_stream(messages))
 
     def _chat(self) -> ChatClient:
-        if self.chat is None:
-            raise NotConfigured(NOT_CONFIGURED)
+        require_llm(self.settings)
+        assert self.chat is not None, "the runtime builds the client from the same settings"
         return self.chat
 
     async def _ground(self, question: Question) -> Grounding:
