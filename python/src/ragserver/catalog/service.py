@@ -9,6 +9,8 @@ getting more than it asked for; the slices of one page put back together are the
 
 from __future__ import annotations
 
+from typing import Any
+
 from ragserver.catalog.results import (
     CodeExampleListing,
     CodeExampleSummary,
@@ -85,15 +87,7 @@ class CatalogService:
         section = _section(section)
         rows = await self.store.list_pages(source_id, section=section, limit=limit, offset=offset)
         pages = [PageSummary(id=item["page_id"], **item) for item in rows["items"]]
-        return PageListing(
-            source_id=source_id,
-            section=section,
-            pages=pages,
-            total=rows["total"],
-            offset=offset,
-            limit=limit,
-            next_offset=_next_offset(offset, len(pages), rows["total"]),
-        )
+        return PageListing(section=section, pages=pages, **_window(source_id, offset, limit, len(pages), rows["total"]))
 
     async def code_examples(
         self, source_id: str, *, offset: int = 0, limit: int = DEFAULT_CODE_EXAMPLE_LIMIT
@@ -110,14 +104,7 @@ class CatalogService:
         examples = [
             CodeExampleSummary(id=item["code_example_id"], content=item["code"], **item) for item in rows["items"]
         ]
-        return CodeExampleListing(
-            source_id=source_id,
-            examples=examples,
-            total=rows["total"],
-            offset=offset,
-            limit=limit,
-            next_offset=_next_offset(offset, len(examples), rows["total"]),
-        )
+        return CodeExampleListing(examples=examples, **_window(source_id, offset, limit, len(examples), rows["total"]))
 
     async def read_page(
         self,
@@ -169,10 +156,17 @@ class CatalogService:
         )
 
 
-def _next_offset(offset: int, shown: int, total: int) -> int | None:
-    """Where a listing goes on from, None when this window holds its last items."""
+def _window(source_id: str, offset: int, limit: int, shown: int, total: int) -> dict[str, Any]:
+    """The fields every listing of a source has: which window this is, and where the next one starts
+    (None when this one holds the last items)."""
     end = offset + shown
-    return end if shown and end < total else None
+    return {
+        "source_id": source_id,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "next_offset": end if shown and end < total else None,
+    }
 
 
 def _slice(window: str, *, reaches_end: bool, max_chars: int) -> str:
