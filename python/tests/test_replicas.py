@@ -1,0 +1,214 @@
+"""Several server processes, one database: replicas answer for, stop, claim and recover each other's operations.
+
+Two apps (two Runtimes, each with its own pool, owner lock and replica loop) on ONE embedded Postgres,
+with the tiny real models; crawls go to a FixtureSite on 127.0.0.1 whose pages can be held open, so a
+crawl is still running, deterministically, while the other replica looks at it. The replica that dies
+is a real `ragserver serve` process killed with SIGKILL: no clean stop runs, its sessions just end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.api_fixtures import READY_TIMEOUT_S, RunningApp, free_port, running_app, settings_env
+from support.polling import apoll_until, wait_http, wait_operation
+from support.site_fixtures import FixtureSite, Route, page
+
+from ragserver.config import Settings
+from ragserver.progress import Operation, ProgressTracker
+from ragserver.replicas import ReplicaWorker
+from ragserver.store import Store, open_store
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+HELD_PAGES = 6
+
+
+@pytest.fixture
+def crawl_ready(api_settings: Settings, tmp_path: Path) -> Settings:
+    """The API tests' database and models, allowed to crawl 127.0.0.1 at full speed."""
+    return dataclasses.replace(
+        api_settings, crawl_allowed_hosts="127.0.0.1", crawl_per_host_delay_ms=0, data_dir=tmp_path / "a"
+    )
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(settings: Settings, **b_overrides: Any) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
+    """Replicas A and B of one database (B with `b_overrides`), each with a data folder of its own."""
+    b_settings = dataclasses.replace(settings, data_dir=settings.data_dir.parent / "b", **b_overrides)
+    async with running_app(settings) as a, running_app(b_settings) as b:
+        yield a, b
+
+
+@contextlib.contextmanager
+def held_site() -> Iterator[tuple[FixtureSite, threading.Event]]:
+    """A site whose start page answers at once and whose linked pages wait until the event is set."""
+    release = threading.Event()
+    links = [f"/held{i}.html" for i in range(HELD_PAGES)]
+    routes = {"/": page("Start", "<p>" + "The start page of a held site. " * 40 + "</p>", links)}
+    for path in links:
+        routes[path] = Route(page("Held", "<p>" + "A page that takes its time. " * 40 + "</p>").body, hold=release)
+    with FixtureSite(routes) as site:
+        try:
+            yield site, release
+        finally:
+            release.set()  # let the server threads answer and end
+
+
+def local_ids(app: RunningApp) -> set[str]:
+    """The operations this replica itself holds (runs or ran)."""
+    return {snapshot["progressId"] for snapshot in app.runtime.tracker.list()}
+
+
+async def test_a_crawl_on_a_is_followed_and_stopped_from_b(crawl_ready: Settings) -> None:
+    async with two_replicas(crawl_ready) as (a, b):
+        with held_site() as (site, _release):
+            started = await a.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})
+            assert started.status_code == 200, started.text
+            progress_id = started.json()["progressId"]
+
+            seen = await wait_operation(b.client, progress_id, lambda s: s["counts"].get("pages_crawled", 0) >= 1)
+            assert seen["status"] == "running" and seen["type"] == "crawl"
+            assert progress_id in local_ids(a) and progress_id not in local_ids(b)  # B answered from the store
+            listed = (await b.client.get("/api/progress/")).json()["operations"]
+            assert progress_id in [o["progressId"] for o in listed]
+
+            stop = await b.client.post(f"/api/knowledge-items/stop/{progress_id}")
+            assert stop.status_code == 200 and stop.json()["cancelled"] is True, stop.text
+            ended = await wait_operation(b.client, progress_id)
+            assert ended["status"] == "cancelled", ended
+            op = a.runtime.tracker.get(progress_id)
+            await asyncio.wait_for(op.ended(), READY_TIMEOUT_S)
+            assert op.status == "cancelled"  # A's own task was cancelled, not only the row
+
+            again = await b.client.post(f"/api/knowledge-items/stop/{progress_id}")
+            assert again.json()["cancelled"] is False
+
+
+async def test_a_source_crawled_on_a_is_busy_on_b(crawl_ready: Settings) -> None:
+    async with two_replicas(crawl_ready) as (a, b):
+        with held_site() as (site, _release):
+            first = (await a.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})).json()
+            second = await b.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})
+            assert second.status_code == 429 and second.json()["error"] == "busy", second.text
+            assert second.json()["details"]["progressId"] == first["progressId"]
+            await a.client.post(f"/api/knowledge-items/stop/{first['progressId']}")
+            assert (await wait_operation(b.client, first["progressId"]))["status"] == "cancelled"
+
+
+async def test_a_crawl_queued_on_a_replica_without_room_runs_on_one_with_room(crawl_ready: Settings) -> None:
+    settings = dataclasses.replace(crawl_ready, replica_max_jobs=0)  # A only queues
+    async with two_replicas(settings, replica_max_jobs=4) as (a, b):
+        with FixtureSite({"/": page("One page", "<p>" + "A single page to crawl. " * 40 + "</p>")}) as site:
+            started = (await a.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})).json()
+            done = await wait_operation(a.client, started["progressId"])
+            assert done["status"] == "completed" and done["counts"]["pages_crawled"] == 1, done
+            assert started["progressId"] in local_ids(b) and started["progressId"] not in local_ids(a)
+
+
+async def test_two_replicas_claiming_the_same_queued_jobs_each_job_goes_to_exactly_one(
+    store: Store, pg_settings: Settings
+) -> None:
+    """Real workers on two stores (two pools, two owner locks) of one database, claiming at the same time."""
+    claimed: dict[str, list[str]] = {"first": [], "second": []}
+
+    def runner(name: str) -> Any:
+        return lambda op, request: claimed[name].append(request["n"])
+
+    async with open_store(pg_settings) as other:
+        first = ReplicaWorker(ProgressTracker(), store, max_jobs=100)
+        second = ReplicaWorker(ProgressTracker(), other, max_jobs=100)
+        first.register("probe", runner("first"))
+        second.register("probe", runner("second"))
+        jobs = [str(n) for n in range(40)]
+        for n in jobs:
+            await store.operations.enqueue({"progressId": f"job-{n}", "type": "probe"}, job_key=None, request={"n": n})
+
+        await asyncio.gather(*[worker.claim_queued() for _ in range(4) for worker in (first, second)])
+
+        assert sorted(claimed["first"] + claimed["second"], key=int) == jobs  # every job claimed, none twice
+        assert not set(claimed["first"]) & set(claimed["second"])
+        assert await first.claim_queued() == [] and await second.claim_queued() == []
+
+
+async def test_a_queued_job_of_a_full_replica_waits_and_one_with_room_takes_it(store: Store) -> None:
+    full = ReplicaWorker(ProgressTracker(), store, max_jobs=0)
+    started: list[Operation] = []
+    full.register("probe", lambda op, request: started.append(op))
+    queued = await full.submit("probe", message="waits", job_key="probe-key", request={"n": 1})
+    assert not isinstance(queued, Operation) and started == []
+    assert (await store.operations.get(queued.id))["step"] == "queued"
+
+    roomy = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
+    roomy.register("probe", lambda op, request: started.append(op))
+    assert [op.id for op in await roomy.claim_queued()] == [queued.id] == [op.id for op in started]
+
+
+@contextlib.contextmanager
+def killable_server(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`ragserver serve` on a free port, ready (database and models); the test kills it. Its log shows on failure."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings), "HOST": "127.0.0.1", "PORT": str(port)}
+    command = [str(Path(sys.executable).parent / "ragserver"), "serve"]
+    with tempfile.TemporaryFile() as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+
+        def log() -> str:
+            log_file.seek(0)
+            return log_file.read().decode(errors="replace")[-4000:]
+
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(
+                f"{base_url}/health",
+                lambda r: r.status_code == 200 and r.json()["status"] == "ok",
+                process=process,
+                log=log,
+                timeout=READY_TIMEOUT_S,
+            )
+            yield base_url, process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=60)
+
+
+async def test_a_replica_killed_mid_crawl_has_its_operation_and_run_recovered_by_the_other(
+    crawl_ready: Settings,
+) -> None:
+    async with running_app(dataclasses.replace(crawl_ready, data_dir=crawl_ready.data_dir.parent / "b")) as b:
+        with held_site() as (site, _release):
+            with killable_server(crawl_ready) as (a_url, a_process):
+                async with httpx.AsyncClient(base_url=a_url, timeout=60) as a_client:
+                    started = (await a_client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})).json()
+                    progress_id, source_id = started["progressId"], started["source_id"]
+                    await wait_operation(b.client, progress_id, lambda s: s["counts"].get("pages_crawled", 0) >= 1)
+                a_process.send_signal(signal.SIGKILL)
+                a_process.wait(timeout=60)
+
+            ended = await wait_operation(b.client, progress_id)
+            assert ended["status"] == "failed" and "replica running it stopped" in ended["error"], ended
+
+            async def source() -> dict[str, Any]:
+                items = (await b.client.get("/api/knowledge-items", params={"per_page": 200})).json()["items"]
+                return next(item for item in items if item["source_id"] == source_id)
+
+            # B's replica loop ends the run A left (partial when it had stored pages, else failed)
+            recovered = await apoll_until(
+                source, lambda s: s.get("last_run_status") not in (None, "running"), what="the run to be recovered"
+            )
+            assert recovered["last_run_status"] in ("partial", "failed"), recovered
+            assert "process running it stopped" in recovered["last_run_error"]
