@@ -31,6 +31,7 @@ export async function renderAdd(section) {
 
 function crawlForm(operations) {
   const error = alertBox();
+  const depth = h("input", { type: "number", name: "max_depth", min: 0, max: 10 });
   const form = h(
     "form",
     { "aria-label": "Crawl a site", class: "add-form card" },
@@ -39,8 +40,13 @@ function crawlForm(operations) {
     h(
       "div",
       { class: "field-row" },
-      field("crawl-depth", "Max depth", h("input", { type: "number", name: "max_depth", min: 0, max: 10 })),
-      field("crawl-pages", "Max pages", h("input", { type: "number", name: "max_pages", min: 1, max: 100000 })),
+      field("crawl-depth", "Max depth", depth, "Default 2."),
+      field(
+        "crawl-pages",
+        "Max pages",
+        h("input", { type: "number", name: "max_pages", min: 1, max: 100000 }),
+        "Default: the server’s CRAWL_MAX_PAGES.",
+      ),
     ),
     field("crawl-scope", "Scope", h("select", { name: "scope" }, SCOPES.map(([value, label]) => option(value, label)))),
     field(
@@ -163,7 +169,9 @@ function uploadForm(operations) {
     event.dataTransfer.dropEffect = "copy";
     dropzone.classList.add("dragging");
   });
-  dropzone.addEventListener("dragleave", () => dropzone.classList.remove("dragging"));
+  dropzone.addEventListener("dragleave", (event) => {
+    if (!dropzone.contains(event.relatedTarget)) dropzone.classList.remove("dragging"); // not when onto a child
+  });
   dropzone.addEventListener("drop", (event) => {
     event.preventDefault();
     dropzone.classList.remove("dragging");

@@ -247,9 +247,11 @@ class Card {
     this.bar.setAttribute("aria-valuenow", String(Math.round(snapshot.progress)));
     this.fill.style.width = `${snapshot.progress}%`;
     this.counts.textContent = countsText(snapshot.counts);
+    const stopFocused = document.activeElement === this.stopButton;
     this.stopButton.hidden = !ACTIVE.has(status);
     if (status === "cancelling") this.stopButton.disabled = true;
     this.dismissButton.hidden = !FINAL.has(status);
+    if (stopFocused && this.stopButton.hidden) this.dismissButton.focus(); // keyboard users keep their place
     if (status === "failed") showError(this.error, snapshot.error || snapshot.message);
     else hideError(this.error);
     const sourceId = snapshot.result?.source_id;
