@@ -1,7 +1,7 @@
 // One source: its pages (markdown rendered safely) and its code examples, each list loaded a window at a time.
 
 import { api } from "./api.js";
-import { alertBox, fillView, h, hideError, showError } from "./dom.js";
+import { alertBox, busyWhile, fillView, h, hideError, showError } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { externalLink, isWeb } from "./sources.js";
 
@@ -56,7 +56,13 @@ function tabs(parts) {
   const buttons = parts.map((part, index) =>
     h(
       "button",
-      { type: "button", role: "tab", id: `tab-${part.id}`, "aria-controls": part.panel.id, on: { click: () => select(index) } },
+      {
+        type: "button",
+        role: "tab",
+        id: `tab-${part.id}`,
+        "aria-controls": part.panel.id,
+        on: { click: () => select(index) },
+      },
       part.label,
     ),
   );
@@ -82,19 +88,21 @@ function tabs(parts) {
   return list;
 }
 
-/** A button "More …" that appends the next window of a list while the API gives a next_offset. */
-function pager(label, loadWindow) {
+/** A button "More …" that appends the next window of `list` while the API gives a next_offset. */
+function pager(label, list, loadWindow) {
   let offset = 0;
   const button = h("button", { type: "button", class: "more", hidden: true }, label);
+  list.tabIndex = -1; // where the focus goes when the last window hides the button
   async function next() {
-    button.disabled = true;
-    try {
-      const nextOffset = await loadWindow(offset);
-      offset = nextOffset ?? offset;
-      button.hidden = nextOffset === null || nextOffset === undefined;
-    } finally {
-      button.disabled = false;
-    }
+    await busyWhile(
+      button,
+      async () => {
+        const nextOffset = await loadWindow(offset);
+        offset = nextOffset ?? offset;
+        button.hidden = nextOffset === null || nextOffset === undefined;
+      },
+      list,
+    );
   }
   button.addEventListener("click", next);
   return {
@@ -112,7 +120,7 @@ function pagesPanel(source) {
   const list = h("ul", { "aria-label": "Pages", class: "page-list card" });
   const article = h("article", { "aria-label": "Page content", class: "page-content card", hidden: true });
   const filter = h("input", { type: "search", id: "page-filter", autocomplete: "off" });
-  const more = pager("More pages", async (offset) => {
+  const more = pager("More pages", list, async (offset) => {
     const query = new URLSearchParams({ source_id: source.source_id, offset, limit: PAGE_WINDOW });
     if (filter.value.trim()) query.set("section", filter.value.trim());
     try {
@@ -171,7 +179,7 @@ function pageItem(page, list, article) {
 async function showPage(page, article) {
   const alert = alertBox();
   const heading = h("h3", { tabindex: "-1" }, page.title || page.url);
-  const content = h("div", { class: "markdown", "aria-busy": "true" });
+  const content = h("div", { class: "markdown", "aria-busy": "true", tabindex: "-1" });
   const loadMore = h("button", { type: "button", class: "more", hidden: true }, "Load more");
   const url = h("p", { class: "page-url" }, isWeb(page.url) ? externalLink(page.url) : page.url);
   article.replaceChildren(h("header", { class: "page-header" }, heading, url), alert, content, loadMore);
@@ -180,7 +188,6 @@ async function showPage(page, article) {
   let markdown = "";
   let offset = 0;
   async function load() {
-    loadMore.disabled = true;
     try {
       const slice = await api(`/api/pages/${page.page_id}?offset=${offset}&max_chars=${PAGE_CHARS}`);
       markdown += slice.full_content;
@@ -190,18 +197,17 @@ async function showPage(page, article) {
     } catch (error) {
       showError(alert, error);
     } finally {
-      loadMore.disabled = false;
       content.removeAttribute("aria-busy");
     }
   }
-  loadMore.addEventListener("click", load);
+  loadMore.addEventListener("click", () => busyWhile(loadMore, load, content));
   await load();
 }
 
 function examplesPanel(source) {
   const alert = alertBox();
   const list = h("div", { class: "code-examples" });
-  const more = pager("More code examples", async (offset) => {
+  const more = pager("More code examples", list, async (offset) => {
     const query = new URLSearchParams({ offset, limit: EXAMPLE_WINDOW });
     try {
       const listing = await api(`/api/sources/${encodeURIComponent(source.source_id)}/code-examples?${query}`);

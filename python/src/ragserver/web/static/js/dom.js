@@ -9,7 +9,8 @@ export function h(tag, attrs = {}, ...children) {
   for (const [name, value] of Object.entries(attrs ?? {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") element.className = value;
-    else if (name === "on") for (const [event, handler] of Object.entries(value)) element.addEventListener(event, handler);
+    else if (name === "on")
+      for (const [event, handler] of Object.entries(value)) element.addEventListener(event, handler);
     else element.setAttribute(name, value === true ? "" : String(value));
   }
   append(element, children);
@@ -50,6 +51,22 @@ export function showError(box, error) {
 export function hideError(box) {
   box.textContent = "";
   box.hidden = true;
+}
+
+/**
+ * Disables `button` while `work` runs. A disabled button drops the keyboard focus, so it gets it back after, or
+ * `fallback` (tabindex -1) does when the work hid the button (a "More" button at the end of its list).
+ */
+export async function busyWhile(button, work, fallback = null) {
+  const hadFocus = document.activeElement === button;
+  button.disabled = true;
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    const lost = document.activeElement === document.body || document.activeElement === button;
+    if (hadFocus && lost) (button.hidden ? fallback : button)?.focus();
+  }
 }
 
 const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });

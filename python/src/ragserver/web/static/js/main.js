@@ -29,11 +29,18 @@ function lazy(module, name) {
   };
 }
 
-/** #/sources, #/sources/<id>, #/add, #/search; anything else is the start page. */
+/** #/sources, #/sources/<id>, #/add, #/search; anything else (a mangled id too) is the start page. */
 function parse(hash) {
   const [, first = "", ...rest] = hash.replace(/^#/, "").split("/");
-  if (first === "sources" && rest.length) return { name: "browse", params: { sourceId: decodeURIComponent(rest.join("/")) } };
-  if (first in ROUTES && first !== "browse") return { name: first, params: {} };
+  const sourceId = rest.join("/");
+  if (first === "sources" && sourceId) {
+    try {
+      return { name: "browse", params: { sourceId: decodeURIComponent(sourceId) } };
+    } catch {
+      return null; // a malformed %-escape
+    }
+  }
+  if (Object.hasOwn(ROUTES, first) && first !== "browse") return { name: first, params: {} };
   return null;
 }
 
@@ -41,7 +48,8 @@ function navigate({ moveFocus }) {
   const route = parse(location.hash);
   if (!route) {
     history.replaceState(null, "", "#/sources");
-    return navigate({ moveFocus });
+    navigate({ moveFocus });
+    return;
   }
   const { view, nav, render } = ROUTES[route.name];
   for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== view;
@@ -50,9 +58,8 @@ function navigate({ moveFocus }) {
     else link.removeAttribute("aria-current");
   }
   const section = document.getElementById(view);
-  const rendered = render(section, route.params);
+  render(section, route.params);
   if (moveFocus) section.querySelector("h2").focus();
-  return rendered;
 }
 
 initAuth();

@@ -1,7 +1,7 @@
 // The start page: every source with its counts and last run; refresh, delete (after asking) and browse.
 
 import { api } from "./api.js";
-import { alertBox, fillView, h, hideError, showError, timeElement } from "./dom.js";
+import { alertBox, busyWhile, fillView, h, hideError, showError, timeElement } from "./dom.js";
 
 const COLUMNS = ["Title", "Origin", "Type", "Library / version", "Pages", "Chunks", "Code examples", "Last run"];
 
@@ -34,7 +34,12 @@ async function loadList(current) {
   try {
     const { sources } = await api("/api/rag/sources");
     hideError(current.alert);
+    // a reload after an operation must not drop a keyboard user's place: refocus the same button
+    const focused = current.body.contains(document.activeElement)
+      ? document.activeElement.getAttribute("aria-label")
+      : null;
     current.body.replaceChildren(sources.length ? table(current, sources) : emptyState());
+    if (focused) current.body.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
   } catch (error) {
     showError(current.alert, error);
   } finally {
@@ -52,8 +57,21 @@ function table(current, sources) {
     "table",
     { class: "sources-table card" },
     h("caption", {}, "Sources"),
-    h("thead", {}, h("tr", {}, COLUMNS.map((name) => h("th", { scope: "col" }, name)), h("th", { scope: "col" }, "Actions"))),
-    h("tbody", {}, sorted.map((source) => row(current, source))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        COLUMNS.map((name) => h("th", { scope: "col" }, name)),
+        h("th", { scope: "col" }, "Actions"),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      sorted.map((source) => row(current, source)),
+    ),
   );
   return h("div", { class: "table-scroll" }, sourcesTable);
 }
@@ -84,11 +102,28 @@ function actions(current, source, tr) {
   const buttons = [];
   if (isWeb(source.origin)) {
     buttons.push(
-      h("button", { type: "button", "aria-label": `Refresh ${source.title}`, on: { click: (event) => refresh(current, source, event.currentTarget) } }, "Refresh"),
+      h(
+        "button",
+        {
+          type: "button",
+          "aria-label": `Refresh ${source.title}`,
+          on: { click: (event) => refresh(current, source, event.currentTarget) },
+        },
+        "Refresh",
+      ),
     );
   }
   buttons.push(
-    h("button", { type: "button", class: "danger", "aria-label": `Delete ${source.title}`, on: { click: () => remove(current, source, tr) } }, "Delete"),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "danger",
+        "aria-label": `Delete ${source.title}`,
+        on: { click: () => remove(current, source, tr) },
+      },
+      "Delete",
+    ),
   );
   return buttons;
 }
@@ -118,17 +153,16 @@ function lastRun(source) {
 }
 
 async function refresh(current, source, button) {
-  button.disabled = true;
+  const path = `/api/knowledge-items/${encodeURIComponent(source.source_id)}/refresh`;
   try {
-    const started = await api(`/api/knowledge-items/${encodeURIComponent(source.source_id)}/refresh`, { method: "POST" });
+    const started = await busyWhile(button, () => api(path, { method: "POST" }));
     hideError(current.alert);
     const progress = await loadProgress();
     if (progress) progress.trackOperation(started.progressId, source.title, current.operations);
-    else showError(current.alert, new Error(`Refresh of ${source.title} started; its progress cannot be shown (progress.js did not load).`));
+    else
+      showError(current.alert, new Error(`Refresh of ${source.title} started; progress.js did not load to show it.`));
   } catch (error) {
     showError(current.alert, error);
-  } finally {
-    button.disabled = false;
   }
 }
 

@@ -51,7 +51,12 @@ function render(health) {
 function healthItems(health) {
   const { database, ml } = health;
   return [
-    h("li", {}, `Database: ${database.state}`, database.state !== "ready" && database.reason ? ` (${database.reason})` : null),
+    h(
+      "li",
+      {},
+      `Database: ${database.state}`,
+      database.state !== "ready" && database.reason ? ` (${database.reason})` : null,
+    ),
     h("li", {}, `ML environment: ${ml.env.state}`, ml.env.state !== "ready" ? fixOf(ml.env) : null),
     h("li", {}, `Embedder: ${modelText(ml.embedder)}`),
     h("li", {}, ml.reranker.state === "loading" ? "Reranker: loading" : `Reranker: ${modelText(ml.reranker)}`),
