@@ -293,13 +293,7 @@ async def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from ragserver.answer.results import DeltaEvent, ErrorEvent
 
     require_llm(settings)  # before the models load
-    question = Question(
-        text=args.question,
-        source_id=args.source,
-        match_count=args.match_count,
-        library=args.library,
-        version=args.version,
-    )
+    question = Question(args.question, args.source, args.match_count, args.library, args.version)
     async with _Session(settings) as runtime:
         stream = await runtime.services.answer.open_stream(question)
         async for event in stream.events():

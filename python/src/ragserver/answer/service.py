@@ -40,6 +40,9 @@ NO_ANSWER: dict[NoAnswerReason, str] = {
     "nothing_relevant": "The knowledge base has nothing relevant to this question: no passage found is about it.",
     "not_in_sources": "The knowledge base does not answer this question: the passages found do not contain it.",
 }
+# What a search answer and a chunk hand on unchanged to the ask's stages and references.
+STAGE_FIELDS = set(SearchStages.model_fields) & set(QueryResponse.model_fields)
+REFERENCE_FIELDS = set(Reference.model_fields) & set(ChunkResult.model_fields) - {"content"}
 NOT_CONFIGURED = (
     "answering needs an LLM: set LLM_URL (an OpenAI-compatible base URL with /v1, e.g. http://localhost:11434/v1 "
     "for Ollama) and LLM_MODEL (the model it serves)"
@@ -97,17 +100,8 @@ class Grounding:
         return "nothing_relevant" if self.found.results else "nothing_found"
 
     def stages(self) -> SearchStages:
-        found = self.found
-        return SearchStages(
-            search_mode=found.search_mode,
-            reranking_applied=found.reranking_applied,
-            rerank_skipped=found.rerank_skipped,
-            embedding_model=found.embedding_model,
-            reranker_model=found.reranker_model,
-            total_found=found.total_found,
-            relevant=self.relevant,
-            used=len(self.references),
-        )
+        stages = self.found.model_dump(include=STAGE_FIELDS)
+        return SearchStages(**stages, relevant=self.relevant, used=len(self.references))
 
     def done(self, answer: str, completion: Completion | None, llm_ms: float) -> AskDone:
         """The end of the answer `answer` (as the LLM gave it), its citations marked on the references."""
@@ -202,19 +196,8 @@ def number_references(chunks: list[ChunkResult], max_chars: int) -> list[Referen
             break
         content = chunk.content[:room]
         room -= len(chunk.content)
-        references.append(
-            Reference(
-                number=len(references) + 1,
-                chunk_id=chunk.id,
-                page_id=chunk.page_id,
-                source_id=chunk.source_id,
-                url=chunk.url,
-                title=chunk.title,
-                heading_path=chunk.heading_path,
-                content=content,
-                rerank_score=chunk.rerank_score,
-            )
-        )
+        where = chunk.model_dump(include=REFERENCE_FIELDS)
+        references.append(Reference(**where, number=len(references) + 1, chunk_id=chunk.id, content=content))
     return references
 
 
