@@ -4,6 +4,7 @@ the settings, and the chat client against the labelled chat-completions STAND-IN
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from support.openai_chat_standin import MODEL, Behaviour, chat_standin
@@ -154,3 +155,18 @@ async def test_the_request_is_openais_with_the_settings_budgets() -> None:
         }  # max_tokens 0: the server's default, so none is sent
         assert sent.headers["Authorization"] == f"Bearer {KEY}"
         assert completion.model == MODEL and completion.finish_reason == "stop" and "[1]" in completion.text
+
+
+async def test_the_standin_speaks_what_the_openai_sdk_reads() -> None:
+    """The stand-in's fidelity: OpenAI's own client (in the server lock through crawl4ai) parses its answers."""
+    import openai
+
+    async with chat_standin() as standin:
+        sdk = openai.AsyncOpenAI(base_url=standin.base_url, api_key=KEY, max_retries=0)
+        messages: list[Any] = [{"role": "user", "content": "hello"}]
+        whole = await sdk.chat.completions.create(model=MODEL, messages=messages)
+        stream = await sdk.chat.completions.create(model=MODEL, messages=messages, stream=True)
+        pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
+        await sdk.close()
+    assert whole.choices[0].message.content == "".join(pieces) and len(pieces) > 2
+    assert whole.choices[0].finish_reason == "stop" and whole.usage is not None
