@@ -54,7 +54,8 @@ def redis_url() -> Iterator[str]:
 def _answers(url: str, process: subprocess.Popen[bytes]) -> bool:
     assert process.poll() is None, f"redis-server exited with {process.returncode}"
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        with redis.Redis.from_url(url, socket_timeout=1) as client:
+            return bool(client.ping())
     except redis.ConnectionError:
         return False
 
