@@ -17,7 +17,8 @@ export async function renderBrowse(section, { sourceId }) {
   const heading = section.querySelector("h2");
   heading.textContent = "Source";
   const alert = alertBox();
-  fillView(section, alert);
+  const loading = h("p", { class: "empty" }, "Loading…");
+  fillView(section, alert, loading);
   const render = ++renders;
   let source;
   try {
@@ -26,6 +27,8 @@ export async function renderBrowse(section, { sourceId }) {
   } catch (error) {
     showError(alert, error);
     return;
+  } finally {
+    loading.remove();
   }
   if (render !== renders) return;
   if (!source) {

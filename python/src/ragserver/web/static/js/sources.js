@@ -11,7 +11,11 @@ let view = null; // {section, body, alert, operations}: the view now shown, for 
 /** Fills #view-sources; called on each navigation to #/sources. */
 export function renderSources(section) {
   const alert = alertBox();
-  const body = h("div", { class: "sources-body", "aria-busy": "true" });
+  const body = h(
+    "div",
+    { class: "sources-body", "aria-busy": "true" },
+    h("p", { class: "empty loading" }, "Loading sources…"),
+  );
   const operations = h("section", { "aria-label": "Operations", class: "operations" });
   fillView(section, alert, operations, body);
   view = { section, body, alert, operations };
@@ -42,6 +46,7 @@ async function loadList(current) {
     if (focused) current.body.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
   } catch (error) {
     showError(current.alert, error);
+    current.body.querySelector(".loading")?.remove(); // a table shown before stays: it is only out of date
   } finally {
     current.body.removeAttribute("aria-busy");
   }
