@@ -12,7 +12,10 @@ function loadRenderer() {
   return renderer;
 }
 
-/** Links open outside the page, without referrer or opener; relative ones resolve against the page's own URL. */
+/**
+ * Links open outside the page, without referrer or opener; relative ones resolve against the page's own URL.
+ * Nothing rendered carries a style attribute.
+ */
 function configure(md) {
   const renderToken = (tokens, index, options, env, self) => self.renderToken(tokens, index, options);
   const renderLink = md.renderer.rules.link_open ?? renderToken;
@@ -30,6 +33,16 @@ function configure(md) {
     token.attrSet("loading", "lazy");
     return renderImage(tokens, index, options, env, self);
   };
+  // table alignment comes as style="text-align:…", which the CSP refuses (style-src 'self'): a class instead
+  for (const cell of ["th_open", "td_open"]) {
+    md.renderer.rules[cell] = (tokens, index, options, env, self) => {
+      const token = tokens[index];
+      const align = /text-align:(left|right|center)/.exec(token.attrGet("style") ?? "")?.[1];
+      token.attrs = (token.attrs ?? []).filter(([name]) => name !== "style");
+      if (align) token.attrJoin("class", `align-${align}`);
+      return self.renderToken(tokens, index, options);
+    };
+  }
   return md;
 }
 
