@@ -25,25 +25,35 @@ def enter_api_key(page: Page, key: str) -> None:
     dialog.get_by_role("button", name="Save key").click()
 
 
-def crawl_watched_live(page: Page, url: str) -> str:
-    """Start a crawl from the Add view, see its count grow while it runs, press Stop; returns its progressId.
-
-    The site answers slowly enough that the crawl is still running when Stop is pressed.
-    """
+def start_crawl(page: Page, url: str) -> Locator:
+    """Start a crawl of `url` (depth 1) from the Add view; returns its operation card."""
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Add").click()
     crawl = page.get_by_role("form", name="Crawl a site")
     crawl.get_by_label("URL").fill(url)
     crawl.get_by_label("Max depth").fill("1")
     crawl.get_by_role("button", name="Start crawl").click()
-    card = operation_card(page, url)
+    return operation_card(page, url)
+
+
+def stop_operation(card: Locator, name: str) -> None:
+    """Press the card's Stop and see the operation end as cancelled."""
+    card.get_by_role("button", name=f"Stop {name}").click()
+    expect(card).to_contain_text("cancelled")
+    expect(card.get_by_role("button", name=f"Stop {name}")).to_be_hidden()
+
+
+def crawl_watched_live(page: Page, url: str) -> str:
+    """Start a crawl, see its count grow while it runs, press Stop; returns its progressId.
+
+    The site answers slowly enough that the crawl is still running when Stop is pressed.
+    """
+    card = start_crawl(page, url)
     expect(card).to_contain_text(re.compile(r"pages crawled [1-9]"))
     crawled = re.search(r"pages crawled (\d+)", card.inner_text())
     assert crawled, card.inner_text()
     # a later snapshot arrived while the crawl runs: the count has grown (counts never shrink)
     expect(card).to_contain_text(re.compile(rf"pages crawled (?!{crawled[1]}\b)\d+"))
-    card.get_by_role("button", name=f"Stop {url}").click()
-    expect(card).to_contain_text("cancelled")
-    expect(card.get_by_role("button", name=f"Stop {url}")).to_be_hidden()
+    stop_operation(card, url)
     progress_id = card.get_attribute("data-progress-id")
     assert progress_id
     return progress_id

@@ -25,15 +25,17 @@ def test_key_prompt_refuses_a_wrong_key_and_the_right_one_loads_sources(keyed_we
 
     enter_api_key(page, "not-the-key")
     expect(dialog.get_by_role("alert")).to_have_text("The API key was refused.")
-    expect(page.get_by_role("link", name=item["title"])).to_have_count(0)
+    expect(page.get_by_role("link", name=item["title"], exact=True)).to_have_count(0)
 
     enter_api_key(page, API_KEY)
     expect(dialog).to_be_hidden()
-    expect(page.get_by_role("table", name="Sources").get_by_role("link", name=item["title"])).to_be_visible()
+    expect(
+        page.get_by_role("table", name="Sources").get_by_role("link", name=item["title"], exact=True)
+    ).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('ragserver.apiKey')") == API_KEY
 
     page.reload()  # kept for the browser session: no second prompt
-    expect(page.get_by_role("link", name=item["title"])).to_be_visible()
+    expect(page.get_by_role("link", name=item["title"], exact=True)).to_be_visible()
     expect(dialog).to_be_hidden()
 
 

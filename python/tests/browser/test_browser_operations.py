@@ -38,7 +38,7 @@ def test_upload_of_two_files_shows_progress_and_the_new_sources(web: WebPage) ->
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
     table = page.get_by_role("table", name="Sources")
     for item in uploaded:
-        expect(table.get_by_role("link", name=item["title"])).to_be_visible()
+        expect(table.get_by_role("link", name=item["title"], exact=True)).to_be_visible()
     assert web.errors == []
 
 
@@ -65,7 +65,7 @@ def test_delete_asks_first_and_removes_the_source(web: WebPage) -> None:
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
-    expect(page.get_by_role("link", name=title)).to_be_visible()
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
     with api_client(web.base_url) as client:
         assert source_id in knowledge_items(client)
 
@@ -74,7 +74,7 @@ def test_delete_asks_first_and_removes_the_source(web: WebPage) -> None:
     expect(dialog).to_be_hidden()
     delete.click()
     dialog.get_by_role("button", name="Delete", exact=True).click()
-    expect(page.get_by_role("link", name=title)).to_have_count(0)
+    expect(page.get_by_role("link", name=title, exact=True)).to_have_count(0)
     with api_client(web.base_url) as client:
         assert source_id not in knowledge_items(client)
     assert web.errors == []

@@ -26,7 +26,7 @@ def known_document(base_url: str) -> tuple[str, dict[str, Any]]:
 def test_every_view_loads_without_console_or_page_errors(web: WebPage) -> None:
     _, item = known_document(web.base_url)
     page = web.open()
-    expect(page.get_by_role("link", name=item["title"])).to_be_visible()
+    expect(page.get_by_role("link", name=item["title"], exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name="ragserver", level=1)).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Database: ready")
     expect(page.get_by_role("table", name="Sources")).to_be_visible()
@@ -71,7 +71,7 @@ def test_phone_width_scrolls_no_view_sideways(open_page: OpenPage, open_server: 
     title = item["title"]
     web = open_page(open_server, viewport=PHONE)
     page = web.open()
-    expect(page.get_by_role("link", name=title)).to_be_visible()
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
     views = {"#/sources": page.get_by_role("table", name="Sources"), "#/add": page.get_by_label("URL")}
     for route, content in views.items():
         web.open(route)
