@@ -270,6 +270,34 @@ async def test_progressive_runs_and_carried_pages_over_rpc(supabase_store: Store
     await store.delete_source("docs")
 
 
+async def test_operations_over_rpc(supabase_store: Store) -> None:
+    """Replicas over Supabase share operations too: no owner lock (None), the same rows and claims."""
+    operations = supabase_store.operations
+    assert operations.owner_lock is None
+    snapshot = {
+        "progressId": "op-rpc",
+        "type": "upload",
+        "status": "running",
+        "progress": 40.0,
+        "step": "storing",
+        "message": "m",
+        "counts": {"chunks_stored": 2},
+        "result": {},
+        "error": None,
+        "startedAt": 1_700_000_000.0,
+        "updatedAt": 1_700_000_001.5,
+    }
+    assert await operations.save(snapshot, 1, "replica-a") is False
+    assert await operations.get("op-rpc") == snapshot
+    queued = await operations.enqueue({"progressId": "job-rpc", "type": "crawl"}, job_key="src", request={"u": 1})
+    job = await operations.claim(["crawl"], "replica-b")
+    assert job is not None and (job.operation_id, job.request) == (queued, {"u": 1})
+    assert (await operations.request_cancel("op-rpc")).stopping
+    assert await operations.heartbeat("replica-a") == ["op-rpc"]
+    with pytest.raises(NotFound):
+        await operations.get("missing")
+
+
 async def test_errors_over_rpc(supabase_store: Store) -> None:
     with pytest.raises(NotFound):
         await supabase_store.delete_source("missing")
