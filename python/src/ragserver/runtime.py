@@ -81,6 +81,7 @@ class Runtime:
         self.failure: RagServerError | None = None
         self._store: Store | None = None
         self.replica: ReplicaWorker | None = None
+        self._replica_task: asyncio.Task[None] | None = None
         self._services: Services | None = None
         self._closing = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +120,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Cancel active operations, stop the ML service, close the store."""
+        if self._replica_task is not None:
+            self._replica_task.cancel()  # claims no new job while the running ones stop
         await self.tracker.cancel_all()
         if self._services is not None:
             self._services.crawl.close()
@@ -203,7 +206,8 @@ class Runtime:
         # a server shares its operations with the other replicas of the database (the CLI keeps its own)
         self.replica = ReplicaWorker(self.tracker, store, self.settings.replica_max_jobs) if self.server else None
         if self.replica is not None:
-            self._tasks.append(asyncio.create_task(self.replica.run(), name="ragserver-replica"))
+            self._replica_task = asyncio.create_task(self.replica.run(), name="ragserver-replica")
+            self._tasks.append(self._replica_task)
         self._services = build_services(store, self.ml, self.settings, self.tracker, self.chat, replica=self.replica)
         self.database = DatabaseState("ready")
         self.ready.set()

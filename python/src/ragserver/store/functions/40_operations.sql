@@ -164,8 +164,9 @@ BEGIN
     RETURN QUERY SELECT true, v_op.owner;
 END $$;
 
--- Ends the operations of replicas that are gone (see rag_operation_orphaned) and forgets those
--- that ended more than p_keep_seconds ago; answers the ids it ended.
+-- Ends the operations of replicas that are gone (see rag_operation_orphaned), and the jobs only
+-- their receiver could run (no request) that it never claimed, and forgets those that ended more
+-- than p_keep_seconds ago; answers the ids it ended.
 CREATE OR REPLACE FUNCTION rag_recover_interrupted_operations(p_stale_seconds integer, p_keep_seconds integer)
 RETURNS TABLE (operation_id text)
 LANGUAGE plpgsql AS $$
@@ -174,6 +175,14 @@ DECLARE
     v_op rag_operations;
 BEGIN
     DELETE FROM rag_operations o WHERE o.finished_at < now() - make_interval(secs => p_keep_seconds);
+    RETURN QUERY
+    UPDATE rag_operations o
+    SET status = 'failed', error = 'interrupted: the replica that received it stopped before it started',
+        message = 'interrupted: the replica that received it stopped before it started',
+        updated_at = now(), finished_at = now()
+    WHERE o.owner IS NULL AND o.request IS NULL AND o.status = 'starting'
+      AND o.started_at < now() - make_interval(secs => p_stale_seconds)
+    RETURNING o.operation_id;
     FOR v_op IN
         SELECT * FROM rag_operations o
         WHERE o.status IN ('starting', 'running', 'cancelling') AND o.owner IS NOT NULL
