@@ -13,7 +13,8 @@ function loadRenderer() {
 }
 
 /**
- * Links open outside the page, without referrer or opener; relative ones resolve against the page's own URL.
+ * Links open outside the page, without referrer or opener; relative links and images resolve against the page's
+ * own URL, and where it has none (an upload) they are left without a target instead of pointing at this server.
  * Nothing rendered carries a style attribute.
  */
 function configure(md) {
@@ -21,7 +22,7 @@ function configure(md) {
   const renderLink = md.renderer.rules.link_open ?? renderToken;
   md.renderer.rules.link_open = (tokens, index, options, env, self) => {
     const token = tokens[index];
-    token.attrSet("href", absolute(token.attrGet("href"), env.baseUrl));
+    setOrDrop(token, "href", absolute(token.attrGet("href"), env.baseUrl));
     token.attrSet("target", "_blank");
     token.attrSet("rel", "noopener noreferrer nofollow");
     return renderLink(tokens, index, options, env, self);
@@ -29,7 +30,7 @@ function configure(md) {
   const renderImage = md.renderer.rules.image;
   md.renderer.rules.image = (tokens, index, options, env, self) => {
     const token = tokens[index];
-    token.attrSet("src", absolute(token.attrGet("src"), env.baseUrl));
+    setOrDrop(token, "src", absolute(token.attrGet("src"), env.baseUrl));
     token.attrSet("loading", "lazy");
     return renderImage(tokens, index, options, env, self);
   };
@@ -38,7 +39,7 @@ function configure(md) {
     md.renderer.rules[cell] = (tokens, index, options, env, self) => {
       const token = tokens[index];
       const align = /text-align:(left|right|center)/.exec(token.attrGet("style") ?? "")?.[1];
-      token.attrs = (token.attrs ?? []).filter(([name]) => name !== "style");
+      setOrDrop(token, "style", null);
       if (align) token.attrJoin("class", `align-${align}`);
       return self.renderToken(tokens, index, options);
     };
@@ -46,12 +47,18 @@ function configure(md) {
   return md;
 }
 
+function setOrDrop(token, name, value) {
+  if (value === null) token.attrs = (token.attrs ?? []).filter(([attr]) => attr !== name);
+  else token.attrSet(name, value);
+}
+
+/** The link as an absolute URL (markdown-it has already refused javascript: and the like), else null. */
 function absolute(link, baseUrl) {
-  if (!link || !/^https?:/i.test(baseUrl ?? "")) return link ?? "";
+  if (!link) return null;
   try {
-    return new URL(link, baseUrl).href;
+    return new URL(link, /^https?:/i.test(baseUrl ?? "") ? baseUrl : undefined).href;
   } catch {
-    return link;
+    return null; // relative, and the page has no web address to resolve it against
   }
 }
 
