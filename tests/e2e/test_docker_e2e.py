@@ -9,6 +9,7 @@ midway leaves the previous ML env as it was. Tests run in file order and share o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -153,6 +154,22 @@ def test_the_api_key_guards_api_and_mcp(server: str) -> None:
         refused = httpx.post(f"{server}{path}", json={}, timeout=10)
         assert refused.status_code == 401, (path, refused.text)
         assert refused.json()["error"] == "unauthorized", refused.text
+
+
+def test_the_image_serves_the_web_page(server: str) -> None:
+    """The page and its pinned browser libraries are package data of the image (fetched when it was built),
+    served without the key."""
+    page = httpx.get(f"{server}/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8", page.text
+    assert '<script type="module" src="/assets/js/main.js">' in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert httpx.get(f"{server}/assets/js/main.js", timeout=10).status_code == 200
+    pins = json.loads((REPO / "python/src/ragserver/web/vendor.json").read_text())["files"]
+    for entry in pins:
+        served = httpx.get(f"{server}/assets/vendor/{entry['serve_as']}", timeout=10)
+        assert served.status_code == 200, entry["serve_as"]
+        assert served.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert hashlib.sha256(served.content).hexdigest() == entry["sha256"], entry["serve_as"]
 
 
 @pytest.mark.asyncio
