@@ -263,21 +263,24 @@ class ProgressTracker:
 
     async def find(self, operation_id: str) -> Snapshot:
         """The snapshot of an operation of any replica (this one's without a database call); NotFound."""
-        op = self._operations.get(operation_id)
-        if op is not None:
-            return op.snapshot()
-        if self._shared is None:
-            raise NotFound(f"no operation with id {operation_id!r}")
-        return await self._shared.get(operation_id)
+        holder = self._holder(operation_id)
+        return holder.snapshot() if isinstance(holder, Operation) else await holder.get(operation_id)
 
     async def stop(self, operation_id: str) -> bool:
         """Ask an operation of any replica to stop (its owner notices); False when it had already ended."""
+        holder = self._holder(operation_id)
+        if isinstance(holder, Operation):
+            return holder.cancel()
+        return (await holder.request_cancel(operation_id)).stopping
+
+    def _holder(self, operation_id: str) -> Operation | OperationStore:
+        """This replica's operation of that id, else the store that knows the others' (NotFound without one)."""
         op = self._operations.get(operation_id)
         if op is not None:
-            return op.cancel()
+            return op
         if self._shared is None:
             raise NotFound(f"no operation with id {operation_id!r}")
-        return (await self._shared.request_cancel(operation_id)).stopping
+        return self._shared
 
     async def overview(self, *, active_only: bool = False) -> Snapshots:
         """Snapshots of the operations of every replica (this one's as they are now), newest first."""
