@@ -29,9 +29,14 @@ from ragserver.ml.remote_http import RemoteServer
 from ragserver.ml.remote_reranker import RemoteReranker
 from ragserver.ml.reranker import load_reranker
 
-pytestmark = pytest.mark.slow
-
 VENV = Path(os.environ.get("INFINITY_VENV", Path.home() / ".cache" / "ragserver" / "infinity-venv"))
+BINARY = VENV / "bin" / "infinity_emb"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not BINARY.exists(), reason=f"no Infinity venv at {VENV}: build it with tests/support/infinity_env.sh"
+    ),
+]
 START_TIMEOUT_S = 300
 PAIRS = [
     ("what stores vectors in Postgres?", "pgvector adds a vector column type to Postgres."),
@@ -43,11 +48,8 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def infinity(minilm_dir: Path, tiny_cross_encoder_dir: Path) -> Iterator[str]:
     """`infinity_emb v2` on 127.0.0.1 serving `minilm` and `tiny-ce` under /v1; yields that base URL."""
-    binary = VENV / "bin" / "infinity_emb"
-    if not binary.exists():
-        pytest.skip(f"no Infinity venv at {VENV}: build it with tests/support/infinity_env.sh")
     port = free_port()
-    command = [str(binary), "v2", "--host", "127.0.0.1", "--port", str(port), "--url-prefix", "/v1"]
+    command = [str(BINARY), "v2", "--host", "127.0.0.1", "--port", str(port), "--url-prefix", "/v1"]
     command += ["--engine", "torch", "--device", "cpu", "--no-model-warmup"]
     command += ["--model-id", str(minilm_dir), "--served-model-name", "minilm"]
     command += ["--model-id", str(tiny_cross_encoder_dir), "--served-model-name", "tiny-ce"]
