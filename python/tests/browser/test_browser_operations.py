@@ -78,3 +78,16 @@ def test_delete_asks_first_and_removes_the_source(web: WebPage) -> None:
     with api_client(web.base_url) as client:
         assert source_id not in knowledge_items(client)
     assert web.errors == []
+
+
+def test_a_refused_crawl_shows_the_apis_message(web: WebPage) -> None:
+    url = "http://169.254.169.254/latest/meta-data/"
+    with api_client(web.base_url) as client:
+        refused = client.post("/api/knowledge-items/crawl", json={"url": url})
+    assert refused.status_code == 400, refused.text
+    page = web.open("#/add")
+    crawl = page.get_by_role("form", name="Crawl a site")
+    crawl.get_by_label("URL").fill(url)
+    crawl.get_by_role("button", name="Start crawl").click()
+    expect(crawl.get_by_role("alert")).to_have_text(refused.json()["message"])
+    expect(page.get_by_role("progressbar", name=f"Progress of {url}")).to_have_count(0)
