@@ -4,8 +4,8 @@ What is queued, and who runs it:
 - Crawls and refreshes are jobs: queued in rag_operations with their request, claimed by exactly
   one replica (`FOR UPDATE SKIP LOCKED`). The replica that received one claims it at once when it
   runs fewer than REPLICA_MAX_JOBS; otherwise it waits in the database for any replica with room.
-  A crawl that carries request headers (credentials, often) is queued without its request, so
-  that they never reach the database: only the replica that received it runs it, at once.
+  The request (crawl headers included, which the source keeps for its refreshes anyway) is
+  never shown and is cleared once the job ends.
 - Uploads, folder ingests and re-embeds run where they started (an upload's bytes are in that
   process); they are written through like every operation, so any replica shows and stops them.
 - One active operation per job key (a crawl's source) across all replicas: a second crawl of a
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 RECOVER_EVERY_S = 5.0
 #: Runs a claimed job on this replica: validates its request and spawns its work on the operation.
-JobRunner = Callable[[Operation, dict[str, Any] | None], None]
+JobRunner = Callable[[Operation, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,14 @@ class ReplicaWorker:
         return len(self._jobs)
 
     async def submit(
-        self, kind: str, *, message: str, job_key: str | None, request: dict[str, Any] | None
+        self, kind: str, *, message: str, job_key: str | None, request: dict[str, Any]
     ) -> Operation | Queued:
-        """Queue a job (Busy when an active operation holds `job_key`) and claim it here when there is room
-        or when it may run nowhere else (`request` None); the claimed Operation, whose work the caller starts."""
+        """Queue a job (Busy when an active operation holds `job_key`) and claim it here when there is
+        room: the claimed Operation, whose work the caller starts, else Queued."""
         operation_id = await self.store.operations.enqueue(
             {"progressId": str(uuid.uuid4()), "type": kind, "message": message}, job_key=job_key, request=request
         )
-        if request is not None and not self.has_room:
+        if not self.has_room:
             return Queued(operation_id)
         job = await self.store.operations.claim([kind], self.replica, operation_id=operation_id)
         if job is None:  # stopped before it was claimed

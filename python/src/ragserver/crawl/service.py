@@ -83,7 +83,7 @@ class CrawlService:
                 "crawl",
                 message=f"crawling {request.url}",
                 job_key=source_id_for(request.url),
-                request=None if request.headers else request.model_dump(mode="json"),
+                request=request.model_dump(mode="json"),
             )
             if isinstance(started, Queued):
                 return started
@@ -122,8 +122,8 @@ class CrawlService:
         """Stop the page-conversion workers (at shutdown, after the tracker ended the crawls)."""
         self.converter.close()
 
-    def _run_claimed(self, op: Operation, request: dict[str, Any] | None) -> None:
-        """Run a crawl this replica claimed from the queue (a queued crawl always has its request)."""
+    def _run_claimed(self, op: Operation, request: dict[str, Any]) -> None:
+        """Run a crawl this replica claimed from the queue."""
         self._spawn(op, CrawlRequest.model_validate(request))
 
     def _spawn(self, op: Operation, request: CrawlRequest) -> None:

@@ -29,7 +29,7 @@ class ClaimedJob:
 
     operation_id: str
     kind: str
-    request: dict[str, Any] | None
+    request: dict[str, Any]
     snapshot: Snapshot
 
 
@@ -59,7 +59,7 @@ class OperationStore:
         )
         return bool(rows and rows[0]["cancel_requested"])
 
-    async def enqueue(self, snapshot: Snapshot, *, job_key: str | None, request: dict[str, Any] | None) -> str:
+    async def enqueue(self, snapshot: Snapshot, *, job_key: str | None, request: dict[str, Any]) -> str:
         """Queue a job; Busy (with the holder's progressId) when an active operation holds `job_key`."""
         rows = await self.transport.call(
             "rag_enqueue_operation", {"p_op": snapshot, "p_job_key": job_key, "p_request": request}
@@ -74,8 +74,8 @@ class OperationStore:
         return str(rows[0]["operation_id"])
 
     async def claim(self, kinds: list[str], owner: str, *, operation_id: str | None = None) -> ClaimedJob | None:
-        """Claim `operation_id`, or else the oldest queued job of `kinds` that any replica may run; None when
-        there is none (or another replica claimed it first)."""
+        """Claim `operation_id`, or else the oldest queued job of `kinds`; None when there is none (or another
+        replica claimed it first)."""
         rows = await self.transport.call(
             "rag_claim_operation",
             {"p_kinds": kinds, "p_operation_id": operation_id, "p_owner": owner, "p_owner_lock": self.owner_lock},

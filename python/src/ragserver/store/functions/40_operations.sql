@@ -48,14 +48,15 @@ BEGIN ATOMIC
     SET status = CASE WHEN o.cancel_requested AND excluded.status = 'running' THEN 'cancelling' ELSE excluded.status END,
         progress = excluded.progress, step = excluded.step, message = excluded.message,
         counts = excluded.counts, result = excluded.result, error = excluded.error, version = excluded.version,
-        updated_at = excluded.updated_at, heartbeat_at = now(), finished_at = excluded.finished_at
+        updated_at = excluded.updated_at, heartbeat_at = now(), finished_at = excluded.finished_at,
+        request = CASE WHEN excluded.finished_at IS NULL THEN o.request END
     WHERE o.version < excluded.version AND o.owner = excluded.owner
       AND o.status IN ('starting', 'running', 'cancelling')
     RETURNING o.cancel_requested;
 END;
 
--- Queues a job, or refuses it when an active operation holds its key: `queued` false and that
--- operation's id. p_request NULL: only the replica that queued it claims it (rag_claim_operation).
+-- Queues a job with what it runs with (p_request), or refuses it when an active operation holds
+-- its key: `queued` false and that operation's id.
 CREATE OR REPLACE FUNCTION rag_enqueue_operation(p_op jsonb, p_job_key text, p_request jsonb)
 RETURNS TABLE (operation_id text, queued boolean)
 LANGUAGE plpgsql AS $$
@@ -75,8 +76,8 @@ BEGIN
     WHERE o.job_key = p_job_key AND o.status IN ('starting', 'running', 'cancelling');
 END $$;
 
--- Claims one queued job for a replica: the one named (p_operation_id) or the oldest of the given
--- kinds that any replica may run. Concurrent claims skip each other's rows, so exactly one wins.
+-- Claims one queued job for a replica: the one named (p_operation_id) or else the oldest of the
+-- given kinds. Concurrent claims skip each other's rows, so exactly one wins each job.
 CREATE OR REPLACE FUNCTION rag_claim_operation(p_kinds jsonb, p_operation_id text, p_owner text, p_owner_lock bigint)
 RETURNS TABLE (operation_id text, kind text, request jsonb, operation jsonb)
 LANGUAGE sql
@@ -84,7 +85,7 @@ BEGIN ATOMIC
     WITH next AS (
         SELECT q.operation_id FROM rag_operations q
         WHERE q.owner IS NULL AND q.status = 'starting' AND q.kind = ANY (rag_text_array(p_kinds))
-          AND (q.operation_id = p_operation_id OR (p_operation_id IS NULL AND q.request IS NOT NULL))
+          AND (p_operation_id IS NULL OR q.operation_id = p_operation_id)
         ORDER BY q.started_at, q.operation_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -164,9 +165,8 @@ BEGIN
     RETURN QUERY SELECT true, v_op.owner;
 END $$;
 
--- Ends the operations of replicas that are gone (see rag_operation_orphaned), and the jobs only
--- their receiver could run (no request) that it never claimed, and forgets those that ended more
--- than p_keep_seconds ago; answers the ids it ended.
+-- Ends the operations of replicas that are gone (see rag_operation_orphaned) and forgets those
+-- that ended more than p_keep_seconds ago; answers the ids it ended.
 CREATE OR REPLACE FUNCTION rag_recover_interrupted_operations(p_stale_seconds integer, p_keep_seconds integer)
 RETURNS TABLE (operation_id text)
 LANGUAGE plpgsql AS $$
@@ -175,14 +175,6 @@ DECLARE
     v_op rag_operations;
 BEGIN
     DELETE FROM rag_operations o WHERE o.finished_at < now() - make_interval(secs => p_keep_seconds);
-    RETURN QUERY
-    UPDATE rag_operations o
-    SET status = 'failed', error = 'interrupted: the replica that received it stopped before it started',
-        message = 'interrupted: the replica that received it stopped before it started',
-        updated_at = now(), finished_at = now()
-    WHERE o.owner IS NULL AND o.request IS NULL AND o.status = 'starting'
-      AND o.started_at < now() - make_interval(secs => p_stale_seconds)
-    RETURNING o.operation_id;
     FOR v_op IN
         SELECT * FROM rag_operations o
         WHERE o.status IN ('starting', 'running', 'cancelling') AND o.owner IS NOT NULL

@@ -3,7 +3,7 @@
 -- The replica running an operation (owner, with the advisory lock key its process holds while it
 -- lives, NULL over Supabase RPC) writes its state through; any replica answers for it and asks it
 -- to stop (cancel_requested). A queued job (owner NULL, status 'starting') is claimed by exactly
--- one replica; `request` is what it runs with (NULL: only the replica that queued it may claim it).
+-- one replica; `request` is what it runs with (cleared once the operation ends).
 -- At most one active operation holds a job_key (a crawl's source), across all replicas.
 
 CREATE TABLE IF NOT EXISTS rag_operations (
