@@ -28,6 +28,7 @@ from support.polling import apoll_until, wait_http, wait_operation
 from support.site_fixtures import FixtureSite, Route, page
 
 from ragserver.config import Settings
+from ragserver.crawl.request import CrawlRequest
 from ragserver.progress import Operation, ProgressTracker
 from ragserver.replicas import ReplicaWorker
 from ragserver.store import Store, open_store
@@ -212,3 +213,21 @@ async def test_a_replica_killed_mid_crawl_has_its_operation_and_run_recovered_by
             )
             assert recovered["last_run_status"] in ("partial", "failed"), recovered
             assert "process running it stopped" in recovered["last_run_error"]
+
+
+async def test_a_job_this_replica_cannot_read_ends_failed_and_the_next_still_runs(store: Store) -> None:
+    worker = ReplicaWorker(ProgressTracker(), store, max_jobs=5)
+    ran: list[str] = []
+
+    def runner(op: Operation, request: dict[str, Any]) -> None:
+        ran.append(CrawlRequest.model_validate(request).url)
+
+    worker.register("crawl", runner)
+    await store.operations.enqueue({"progressId": "unreadable", "type": "crawl"}, job_key=None, request={"url": 7})
+    await store.operations.enqueue(
+        {"progressId": "readable", "type": "crawl"}, job_key=None, request={"url": "https://example.org/"}
+    )
+    assert [op.id for op in await worker.claim_queued()] == ["readable"] and ran == ["https://example.org/"]
+    await worker.tracker.drain()
+    failed = await store.operations.get("unreadable")
+    assert failed["status"] == "failed" and failed["error"] == "this replica cannot run this crawl job: ValidationError"

@@ -108,6 +108,8 @@ class ReplicaWorker:
                     await self.recover()
             except RagServerError as exc:  # the database is away: try again at the next beat
                 log.warning("replica %s: %s", self.replica, exc.message)
+            except Exception:  # a bug must not end this replica's part: log it, go on at the next beat
+                log.exception("replica %s: beat failed", self.replica)
             await self._clock.sleep(POLL_S)
 
     async def beat(self) -> None:
@@ -127,7 +129,11 @@ class ReplicaWorker:
             if job is None:
                 break
             op = self._adopt(job.operation_id, job.kind, job.snapshot)
-            self._runners[job.kind](op, job.request)
+            try:
+                self._runners[job.kind](op, job.request)
+            except Exception as exc:  # a request this version cannot read; its text may hold secrets: not shown
+                op.fail(f"this replica cannot run this {job.kind} job: {type(exc).__name__}")
+                continue
             started.append(op)
         return started
 
