@@ -166,11 +166,14 @@ class Operation {
     this.subscribed = false;
   }
 
+  /** Asks the server to stop the operation; false (and the reason on the cards) when the request failed. */
   async stop() {
     try {
       await api(`/api/knowledge-items/stop/${encodeURIComponent(this.id)}`, { method: "POST" });
+      return true;
     } catch (err) {
       this.showError(err.message);
+      return false;
     }
   }
 
@@ -235,9 +238,10 @@ class Card {
     container.insertBefore(this.element, container.querySelector(":scope > .operation"));
   }
 
-  stop(operation) {
+  async stop(operation) {
+    this.refocus = document.activeElement === this.stopButton; // disabling it drops the focus: give it back later
     this.stopButton.disabled = true;
-    operation.stop();
+    if (!(await operation.stop())) this.stopButton.disabled = false; // the alert says why; it may be pressed again
   }
 
   render(snapshot) {
@@ -247,11 +251,11 @@ class Card {
     this.bar.setAttribute("aria-valuenow", String(Math.round(snapshot.progress)));
     this.fill.style.width = `${snapshot.progress}%`;
     this.counts.textContent = countsText(snapshot.counts);
-    const stopFocused = document.activeElement === this.stopButton;
     this.stopButton.hidden = !ACTIVE.has(status);
     if (status === "cancelling") this.stopButton.disabled = true;
     this.dismissButton.hidden = !FINAL.has(status);
-    if (stopFocused && this.stopButton.hidden) this.dismissButton.focus(); // keyboard users keep their place
+    const focusLost = [document.body, this.stopButton].includes(document.activeElement);
+    if (this.refocus && this.stopButton.hidden && focusLost) this.dismissButton.focus(); // keyboard users stay put
     if (status === "failed") showError(this.error, snapshot.error || snapshot.message);
     else hideError(this.error);
     const sourceId = snapshot.result?.source_id;
