@@ -170,3 +170,17 @@ async def test_the_standin_speaks_what_the_openai_sdk_reads() -> None:
         await sdk.close()
     assert whole.choices[0].message.content == "".join(pieces) and len(pieces) > 2
     assert whole.choices[0].finish_reason == "stop" and whole.usage is not None
+
+
+async def test_a_server_that_does_not_stream_gives_its_whole_answer_as_one_piece() -> None:
+    async with chat_standin() as standin:
+        standin.behaviour = Behaviour(mode="no_stream")
+        client = ChatClient(Settings(llm_url=standin.base_url, llm_model=MODEL))
+        try:
+            stream = await client.open_stream([{"role": "user", "content": "hello"}])
+            pieces = [piece async for piece in stream.pieces()]
+            await stream.aclose()
+        finally:
+            await client.aclose()
+    assert len(pieces) == 1 and "[1]" in pieces[0] and stream.completion.finish_reason == "stop"
+    assert standin.requests[0].body["stream"] is True

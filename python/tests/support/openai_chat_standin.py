@@ -8,6 +8,7 @@ sent. What it answers is set per test through `behaviour`:
 - `answer(body) -> str`: the text of the answer (default: cites [1] and [2]);
 - `mode`: "ok"; "hang" (accepts the request, never answers); "status" (answers 500, its error echoing
   the Authorization header); "garbage" (an HTML page); "no_choices" (JSON of another shape);
+  "no_stream" (a whole completion although a stream was asked for, as servers that cannot stream do);
   "hang_mid_stream" (two pieces, then silence); "drop_mid_stream" (two pieces, then the connection
   closes); "error_mid_stream" (two pieces, then OpenAI's `data: {"error": ...}`).
 """
@@ -84,7 +85,7 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
     if behaviour.mode == "no_choices":
         return web.json_response({"object": "list", "data": []})
     text = behaviour.answer(body)
-    if not body.get("stream"):
+    if not body.get("stream") or behaviour.mode == "no_stream":
         return web.json_response(
             {
                 "id": "chatcmpl-standin",

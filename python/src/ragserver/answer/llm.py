@@ -65,8 +65,14 @@ class ChatStream:
         self.completion = Completion(model=client.model)
 
     async def pieces(self) -> AsyncIterator[str]:
-        """The answer's text as it arrives (OpenAI's `data: {...}` lines up to `data: [DONE]`)."""
+        """The answer's text as it arrives (OpenAI's `data: {...}` lines up to `data: [DONE]`); a server that
+        answers a whole JSON completion instead (it does not stream) gives it as one piece."""
         try:
+            if self._response.headers.get("content-type", "").startswith("application/json"):
+                text = self.completion.take(self._client.parse((await self._response.aread()).decode()))
+                if text:
+                    yield text
+                return
             async for line in self._response.aiter_lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, comments, event names

@@ -160,8 +160,8 @@ class AnswerService:
         return AnswerStream(grounding, await chat.open_stream(messages))
 
     def _chat(self) -> ChatClient:
-        require_llm(self.settings)
-        assert self.chat is not None, "the runtime builds the client from the same settings"
+        if self.chat is None:
+            raise NotConfigured(NOT_CONFIGURED)
         return self.chat
 
     async def _ground(self, question: Question) -> Grounding:
