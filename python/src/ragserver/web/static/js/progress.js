@@ -197,6 +197,8 @@ class Card {
   constructor(operation, container) {
     const { name } = operation;
     this.container = container;
+    this.refocus = false; // Stop was pressed while focused
+    this.sourceLink = null; // "Browse source", once the operation completed
     this.status = h("p", { class: "operation-status" }, "starting");
     this.fill = h("div", { class: "progress-fill" });
     this.bar = h(
