@@ -17,6 +17,7 @@ from support.remote_standin import ModelServerStandin
 from ragserver.config import Settings
 from ragserver.errors import ConfigError, RemoteModelError
 from ragserver.logredact import configured_secrets
+from ragserver.ml.check import run_check
 from ragserver.ml.remote_backends import local_env_needed, remote_embedder, remote_reranker
 from ragserver.ml.remote_embedder import OpenAIEmbedder
 from ragserver.ml.remote_http import RemoteServer, public_url
@@ -187,3 +188,21 @@ def test_remote_settings_build_remote_models_and_keep_keys_secret() -> None:
     assert not local_env_needed(dataclasses.replace(settings, rerank_backend="local", use_reranking=False))
     assert {KEY, "rk-standin-9876543210", "pw-in-url-123"} <= set(configured_secrets(settings))
     assert public_url("https://a:b@[::1]:8443/v1/") == "https://[::1]:8443/v1"
+
+
+def test_check_ml_checks_remote_models_against_their_servers(standin: ModelServerStandin, tmp_path) -> None:
+    settings = Settings(
+        embedding_backend="openai",
+        embedding_url=f"{standin.base_url}/v1",
+        rerank_backend="tei",
+        rerank_url=f"{standin.base_url}/tei",
+        remote_retries=0,
+        ml_user_base=tmp_path / "no-ml-env",
+    )
+    report = run_check(settings)
+    assert report["ok"] is True and report["env"]["state"] == "not_needed", report
+    assert report["embedder"]["dimension"] == 384 and report["embedder"]["url"] == f"{standin.base_url}/v1"
+    assert report["reranker"]["kind"] == "remote-tei" and 0 <= report["reranker"]["score"] <= 1
+    standin.down()
+    report = run_check(settings)
+    assert report["ok"] is False and "unreachable" in report["embedder"]["error"], report

@@ -2,7 +2,9 @@
 
 Used after ./bootstrap-ml-env.sh and in the Docker verify profile: it goes through the same
 probe and loaders as the server (same offline rules), then embeds one text and scores one
-query-document pair, so "ready" here means the server will rerank.
+query-document pair, so "ready" here means the server will rerank. A remote model (EMBEDDING_BACKEND,
+RERANK_BACKEND) is checked by the same embed or score, against its server; with both remote the ML env
+is not needed and not probed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ragserver.errors import RagServerError
 from ragserver.ml.embedder import SentenceTransformerEmbedder
 from ragserver.ml.loading import cached_models, choose_placement, hf_hub_cache, resolve_model_path
 from ragserver.ml.probe import probe_env
+from ragserver.ml.remote_backends import NOT_NEEDED, local_env_needed, remote_embedder, remote_reranker
 from ragserver.ml.reranker import load_reranker
 
 CHECK_QUERY = "What does pgvector add to Postgres?"
@@ -40,7 +43,11 @@ def _timed(step: dict[str, Any], label: str, func: Callable[[], T]) -> T | None:
 
 def run_check(settings: Settings) -> dict[str, Any]:
     """Probe, load both models, embed and score once; `ok` is True only if every step passed."""
-    report: dict[str, Any] = {"env": probe_env(settings.ml_user_base).to_dict()}
+    if not local_env_needed(settings):
+        report: dict[str, Any] = {"env": NOT_NEEDED.to_dict(), "device": {"setting": settings.ml_device}}
+        report["embedder"], report["reranker"] = _check_remote(settings)
+        return _verdict(report)
+    report = {"env": probe_env(settings.ml_user_base).to_dict()}
     if report["env"]["state"] != "ready":
         report["ok"] = False
         return report
@@ -60,31 +67,64 @@ def run_check(settings: Settings) -> dict[str, Any]:
         return report
     report["device"].update(device=placement.device, dtype=placement.dtype)
 
-    embed_step: dict[str, Any] = {"model": settings.embedding_model}
-    report["embedder"] = embed_step
-    path = _timed(embed_step, "resolve", partial(resolve_model_path, settings.embedding_model))
-    if path is not None:
-        embed_step["path"] = str(path)
-        embedder = _timed(
-            embed_step, "load", partial(SentenceTransformerEmbedder, settings.embedding_model, path, placement)
-        )
-        if embedder is not None:
-            vector = _timed(embed_step, "embed", partial(embedder.embed, [CHECK_QUERY]))
-            if vector is not None:
-                embed_step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
+    remote = _check_remote(settings)
+    if settings.embedding_backend != "local":
+        report["embedder"] = remote[0]
+    else:
+        embed_step: dict[str, Any] = {"model": settings.embedding_model}
+        report["embedder"] = embed_step
+        path = _timed(embed_step, "resolve", partial(resolve_model_path, settings.embedding_model))
+        if path is not None:
+            embed_step["path"] = str(path)
+            embedder = _timed(
+                embed_step, "load", partial(SentenceTransformerEmbedder, settings.embedding_model, path, placement)
+            )
+            if embedder is not None:
+                vector = _timed(embed_step, "embed", partial(embedder.embed, [CHECK_QUERY]))
+                if vector is not None:
+                    embed_step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
 
-    rerank_step: dict[str, Any] = {"model": settings.reranker_model}
-    report["reranker"] = rerank_step
-    path = _timed(rerank_step, "resolve", partial(resolve_model_path, settings.reranker_model))
-    if path is not None:
-        rerank_step["path"] = str(path)
-        reranker = _timed(rerank_step, "load", partial(load_reranker, settings.reranker_model, path, placement))
-        if reranker is not None:
-            rerank_step["kind"] = reranker.kind
-            scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
-            if scores is not None:
-                rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+    if settings.rerank_backend != "local":
+        report["reranker"] = remote[1]
+    else:
+        rerank_step: dict[str, Any] = {"model": settings.reranker_model}
+        report["reranker"] = rerank_step
+        path = _timed(rerank_step, "resolve", partial(resolve_model_path, settings.reranker_model))
+        if path is not None:
+            rerank_step["path"] = str(path)
+            reranker = _timed(rerank_step, "load", partial(load_reranker, settings.reranker_model, path, placement))
+            if reranker is not None:
+                rerank_step["kind"] = reranker.kind
+                scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
+                if scores is not None:
+                    rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+    return _verdict(report)
+
+
+def _verdict(report: dict[str, Any]) -> dict[str, Any]:
     report["ok"] = all(report[key].get("ok", True) for key in ("device", "embedder", "reranker"))
     for key in ("device", "embedder", "reranker"):
         report[key].setdefault("ok", True)
     return report
+
+
+def _check_remote(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embed and score steps against the remote servers the settings name ({} for a local model)."""
+    embed_step: dict[str, Any] = {}
+    embedder = remote_embedder(settings)
+    if embedder is not None:
+        embed_step.update(model=settings.embedding_model, backend=settings.embedding_backend, url=embedder.server.url)
+        dimension = _timed(embed_step, "embed", embedder.probe)
+        if dimension is not None:
+            embed_step.update(dimension=dimension, max_seq_length=embedder.max_seq_length)
+        embedder.server.close()
+    rerank_step: dict[str, Any] = {}
+    reranker = remote_reranker(settings)
+    if reranker is not None:
+        rerank_step.update(model=settings.reranker_model, backend=settings.rerank_backend, url=reranker.server.url)
+        rerank_step["kind"] = reranker.kind
+        scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
+        if scores is not None:
+            rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+        reranker.server.close()
+    return embed_step, rerank_step
