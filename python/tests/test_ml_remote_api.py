@@ -17,16 +17,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import test_degraded
 from support.api_fixtures import running_app, serve_subprocess, wait_for_health
 from support.polling import apoll_until, wait_operation, wait_operation_sync
 from support.remote_standin import ModelServerStandin
-from test_degraded import BLOCKER
 
 from ragserver.config import Settings
 from ragserver.domain import Document, SourceInfo
 from ragserver.errors import RemoteModelError
 
 pytestmark = pytest.mark.slow
+torch_blocked = test_degraded.torch_blocked  # the fixture: torch not importable, as in the slim image
 
 EMBED_KEY = "sk-embed-standin-0123456789"
 RERANK_KEY = "rk-rerank-standin-0123456789"
@@ -40,6 +41,15 @@ The {marker} lighthouse lamp burns whale oil and is trimmed every four hours.
 
 Tomatoes grow best in full sun with deep, infrequent watering.
 """
+
+
+async def upload_document(client: httpx.AsyncClient, marker: str) -> dict:
+    """Upload DOCUMENT with `marker` in it and wait for its operation to end; returns its final state."""
+    upload = await client.post(
+        "/api/documents/upload", files={"file": (f"{marker}.md", DOCUMENT.format(marker=marker))}
+    )
+    assert upload.status_code == 200, upload.text
+    return await wait_operation(client, upload.json()["progressId"])
 
 
 def remote_settings(base: Settings, standin: ModelServerStandin, tmp_path: Path, **changes: object) -> Settings:
@@ -60,14 +70,6 @@ def remote_settings(base: Settings, standin: ModelServerStandin, tmp_path: Path,
         ml_user_base=tmp_path / "no-ml-env",
         **changes,
     )
-
-
-@pytest.fixture
-def torch_blocked(tmp_path: Path) -> dict[str, str]:
-    package = tmp_path / "blocker" / "torch"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(BLOCKER)
-    return {"PYTHONPATH": str(tmp_path / "blocker")}
 
 
 def test_slim_server_with_both_models_remote_needs_no_ml_env(
@@ -113,10 +115,7 @@ async def test_failing_backends_make_searches_fall_back_and_health_say_why(
     marker = f"fb{uuid.uuid4().hex[:10]}"
     async with running_app(settings) as running:
         client = running.client
-        upload = await client.post(
-            "/api/documents/upload", files={"file": (f"{marker}.md", DOCUMENT.format(marker=marker))}
-        )
-        assert (await wait_operation(client, upload.json()["progressId"]))["status"] == "completed"
+        assert (await upload_document(client, marker))["status"] == "completed"
 
         standin.faults.extend(["nan", "500", "500"])  # the query's embedding is garbage; the rerank fails twice
         answer = (await client.post("/api/rag/query", json={"query": f"{marker} lighthouse lamp"})).json()
@@ -184,10 +183,7 @@ async def test_an_embedding_server_down_at_start_is_probed_until_it_answers(
         assert "unreachable" in embedder["reason"] and embedder["url"] == f"{standin.base_url}/v1"
         assert embedder["retry_in_s"] > 0
 
-        upload = await client.post(
-            "/api/documents/upload", files={"file": (f"{marker}.md", DOCUMENT.format(marker=marker))}
-        )
-        done = await wait_operation(client, upload.json()["progressId"])
+        done = await upload_document(client, marker)
         assert done["status"] == "completed" and done["result"]["chunks_unembedded"] >= 1, done
         answer = (await client.post("/api/rag/query", json={"query": f"{marker} lamp", "rerank": False})).json()
         assert answer["search_mode"] == "full_text_fallback" and marker in answer["results"][0]["content"], answer
@@ -209,10 +205,7 @@ async def test_a_changed_remote_model_goes_through_the_reembed_flow(
     first = remote_settings(pg_settings, standin, tmp_path)
     marker = f"swap{uuid.uuid4().hex[:10]}"
     async with running_app(first) as running:
-        upload = await running.client.post(
-            "/api/documents/upload", files={"file": (f"{marker}.md", DOCUMENT.format(marker=marker))}
-        )
-        assert (await wait_operation(running.client, upload.json()["progressId"]))["status"] == "completed"
+        assert (await upload_document(running.client, marker))["status"] == "completed"
         stored = (await running.runtime.store.embedding_counts())["all-minilm-remote"]
 
     second = dataclasses.replace(first, embedding_model="all-minilm-remote-v2")

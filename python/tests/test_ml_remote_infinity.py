@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from support.api_fixtures import free_port, running_app
-from support.polling import poll_until, wait_operation
+from support.infinity import VENV, binary, running_infinity
+from support.polling import wait_operation
 
 from ragserver.config import Settings
 from ragserver.ml.loading import choose_placement
@@ -29,15 +26,12 @@ from ragserver.ml.remote_http import RemoteServer
 from ragserver.ml.remote_reranker import RemoteReranker
 from ragserver.ml.reranker import load_reranker
 
-VENV = Path(os.environ.get("INFINITY_VENV", Path.home() / ".cache" / "ragserver" / "infinity-venv"))
-BINARY = VENV / "bin" / "infinity_emb"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not BINARY.exists(), reason=f"no Infinity venv at {VENV}: build it with tests/support/infinity_env.sh"
+        not binary().exists(), reason=f"no Infinity venv at {VENV}: build it with tests/support/infinity_env.sh"
     ),
 ]
-START_TIMEOUT_S = 300
 PAIRS = [
     ("what stores vectors in Postgres?", "pgvector adds a vector column type to Postgres."),
     ("what stores vectors in Postgres?", "The quick brown fox jumps over the lazy dog."),
@@ -47,37 +41,9 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def infinity(minilm_dir: Path, tiny_cross_encoder_dir: Path) -> Iterator[str]:
-    """`infinity_emb v2` on 127.0.0.1 serving `minilm` and `tiny-ce` under /v1; yields that base URL."""
-    port = free_port()
-    command = [str(BINARY), "v2", "--host", "127.0.0.1", "--port", str(port), "--url-prefix", "/v1"]
-    command += ["--engine", "torch", "--device", "cpu", "--no-model-warmup"]
-    command += ["--model-id", str(minilm_dir), "--served-model-name", "minilm"]
-    command += ["--model-id", str(tiny_cross_encoder_dir), "--served-model-name", "tiny-ce"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
-    base_url = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-
-            def served() -> set[str]:
-                if process.poll() is not None:
-                    log.seek(0)
-                    pytest.fail(f"infinity_emb exited with {process.returncode}: {log.read()[-3000:].decode()}")
-                try:
-                    return {model["id"] for model in httpx.get(f"{base_url}/models", timeout=5).json()["data"]}
-                except httpx.HTTPError:
-                    return set()
-
-            poll_until(
-                served,
-                lambda ids: ids == {"minilm", "tiny-ce"},
-                what="Infinity serving both models",
-                timeout=START_TIMEOUT_S,
-            )
-            yield base_url
-        finally:
-            process.terminate()
-            process.wait(60)
+    """Infinity serving `minilm` and `tiny-ce`; yields its /v1 base URL."""
+    with running_infinity({"minilm": minilm_dir, "tiny-ce": tiny_cross_encoder_dir}, free_port()) as base_url:
+        yield base_url
 
 
 def _server(url: str, role: str) -> RemoteServer:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ragserver.config import Settings
 from ragserver.errors import RagServerError
+from ragserver.ml.contracts import Embedder, Reranker
 from ragserver.ml.embedder import SentenceTransformerEmbedder
-from ragserver.ml.loading import cached_models, choose_placement, hf_hub_cache, resolve_model_path
+from ragserver.ml.loading import Placement, cached_models, choose_placement, hf_hub_cache, resolve_model_path
 from ragserver.ml.probe import probe_env
 from ragserver.ml.remote_backends import NOT_NEEDED, local_env_needed, remote_embedder, remote_reranker
 from ragserver.ml.reranker import load_reranker
@@ -26,6 +28,7 @@ CHECK_QUERY = "What does pgvector add to Postgres?"
 CHECK_DOCUMENT = "pgvector adds a vector column type and nearest-neighbour indexes to Postgres."
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def _timed(step: dict[str, Any], label: str, func: Callable[[], T]) -> T | None:
@@ -67,38 +70,41 @@ def run_check(settings: Settings) -> dict[str, Any]:
         return report
     report["device"].update(device=placement.device, dtype=placement.dtype)
 
-    remote = _check_remote(settings)
-    if settings.embedding_backend != "local":
-        report["embedder"] = remote[0]
-    else:
-        embed_step: dict[str, Any] = {"model": settings.embedding_model}
-        report["embedder"] = embed_step
-        path = _timed(embed_step, "resolve", partial(resolve_model_path, settings.embedding_model))
-        if path is not None:
-            embed_step["path"] = str(path)
-            embedder = _timed(
-                embed_step, "load", partial(SentenceTransformerEmbedder, settings.embedding_model, path, placement)
-            )
-            if embedder is not None:
-                vector = _timed(embed_step, "embed", partial(embedder.embed, [CHECK_QUERY]))
-                if vector is not None:
-                    embed_step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
-
-    if settings.rerank_backend != "local":
-        report["reranker"] = remote[1]
-    else:
-        rerank_step: dict[str, Any] = {"model": settings.reranker_model}
-        report["reranker"] = rerank_step
-        path = _timed(rerank_step, "resolve", partial(resolve_model_path, settings.reranker_model))
-        if path is not None:
-            rerank_step["path"] = str(path)
-            reranker = _timed(rerank_step, "load", partial(load_reranker, settings.reranker_model, path, placement))
-            if reranker is not None:
-                rerank_step["kind"] = reranker.kind
-                scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
-                if scores is not None:
-                    rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+    report["embedder"], report["reranker"] = _check_remote(settings)
+    if settings.embedding_backend == "local":
+        report["embedder"] = _check_local(settings.embedding_model, SentenceTransformerEmbedder, placement, _embed_once)
+    if settings.rerank_backend == "local":
+        report["reranker"] = _check_local(settings.reranker_model, load_reranker, placement, _score_once)
     return _verdict(report)
+
+
+def _check_local(
+    name: str,
+    loader: Callable[[str, Path, Placement], M],
+    placement: Placement,
+    use: Callable[[dict[str, Any], M], None],
+) -> dict[str, Any]:
+    """Resolve and load one local model, then `use` it once; each step timed, a failure recorded."""
+    step: dict[str, Any] = {"model": name}
+    path = _timed(step, "resolve", partial(resolve_model_path, name))
+    if path is not None:
+        step["path"] = str(path)
+        model = _timed(step, "load", partial(loader, name, path, placement))
+        if model is not None:
+            use(step, model)
+    return step
+
+
+def _embed_once(step: dict[str, Any], embedder: Embedder) -> None:
+    if _timed(step, "embed", partial(embedder.embed, [CHECK_QUERY])) is not None:
+        step.update(dimension=embedder.dimension, max_seq_length=embedder.max_seq_length)
+
+
+def _score_once(step: dict[str, Any], reranker: Reranker) -> None:
+    step["kind"] = reranker.kind
+    scores = _timed(step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
+    if scores is not None:
+        step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
 
 
 def _verdict(report: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +128,6 @@ def _check_remote(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     reranker = remote_reranker(settings)
     if reranker is not None:
         rerank_step.update(model=settings.reranker_model, backend=settings.rerank_backend, url=reranker.server.url)
-        rerank_step["kind"] = reranker.kind
-        scores = _timed(rerank_step, "score", partial(reranker.score, [(CHECK_QUERY, CHECK_DOCUMENT)]))
-        if scores is not None:
-            rerank_step.update(query=CHECK_QUERY, document=CHECK_DOCUMENT, score=round(scores[0], 6))
+        _score_once(rerank_step, reranker)
         reranker.server.close()
     return embed_step, rerank_step

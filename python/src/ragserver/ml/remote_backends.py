@@ -30,13 +30,7 @@ def remote_embedder(settings: Settings) -> OpenAIEmbedder | None:
     """The OpenAI-compatible embedder the settings name, not yet probed; None when it is local."""
     if settings.embedding_backend == "local":
         return None
-    server = RemoteServer(
-        "embedding",
-        settings.embedding_url,
-        settings.embedding_api_key,
-        timeout_s=settings.remote_timeout_s,
-        retries=settings.remote_retries,
-    )
+    server = _server(settings, "embedding", settings.embedding_url, settings.embedding_api_key)
     return OpenAIEmbedder(server, settings.embedding_model, batch_size=settings.embedding_batch_size)
 
 
@@ -44,16 +38,14 @@ def remote_reranker(settings: Settings) -> RemoteReranker | None:
     """The /rerank client the settings name; None when it is local."""
     if settings.rerank_backend == "local":
         return None
-    server = RemoteServer(
-        "rerank",
-        settings.rerank_url,
-        settings.rerank_api_key,
-        timeout_s=settings.remote_timeout_s,
-        retries=settings.remote_retries,
-    )
+    server = _server(settings, "rerank", settings.rerank_url, settings.rerank_api_key)
     return RemoteReranker(
         server, settings.reranker_model, settings.rerank_backend, batch_size=settings.rerank_batch_size
     )
+
+
+def _server(settings: Settings, role: str, url: str, api_key: str) -> RemoteServer:
+    return RemoteServer(role, url, api_key, timeout_s=settings.remote_timeout_s, retries=settings.remote_retries)
 
 
 def describe(backend: str, server: RemoteServer | None) -> dict[str, object]:
