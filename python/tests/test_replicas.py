@@ -231,3 +231,17 @@ async def test_a_job_this_replica_cannot_read_ends_failed_and_the_next_still_run
     await worker.tracker.drain()
     failed = await store.operations.get("unreadable")
     assert failed["status"] == "failed" and failed["error"] == "this replica cannot run this crawl job: ValidationError"
+
+
+async def test_a_queued_job_stopped_before_any_replica_claimed_it_ends_cancelled_and_is_never_claimed(
+    store: Store,
+) -> None:
+    worker = ReplicaWorker(ProgressTracker(), store, max_jobs=0)
+    worker.register("probe", lambda op, request: None)
+    queued = await worker.submit("probe", message="never runs", job_key="probe-stop", request={"n": 1})
+    assert not isinstance(queued, Operation)
+    assert await worker.tracker.stop(queued.id) is True
+    assert (await store.operations.get(queued.id))["status"] == "cancelled"
+    worker.max_jobs = 1
+    assert await worker.claim_queued() == []
+    assert await worker.tracker.stop(queued.id) is False

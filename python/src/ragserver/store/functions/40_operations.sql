@@ -26,7 +26,8 @@ LANGUAGE sql
 BEGIN ATOMIC
     UPDATE rag_operations o
     SET status = 'failed', error = 'interrupted: the replica running it stopped',
-        message = 'interrupted: the replica running it stopped', updated_at = now(), finished_at = now()
+        message = 'interrupted: the replica running it stopped', updated_at = now(), finished_at = now(),
+        request = NULL
     WHERE o.operation_id = p_operation_id;
 END;
 
@@ -156,7 +157,7 @@ BEGIN
     END IF;
     IF v_op.owner IS NULL THEN
         UPDATE rag_operations o SET status = 'cancelled', message = 'cancelled before it started',
-            updated_at = now(), finished_at = now()
+            updated_at = now(), finished_at = now(), request = NULL
         WHERE o.operation_id = p_operation_id;
     ELSE
         UPDATE rag_operations o SET cancel_requested = true, status = 'cancelling', updated_at = now()
