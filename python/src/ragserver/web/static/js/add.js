@@ -2,7 +2,7 @@
 // POST /api/documents/upload per file); each operation gets its own card below the forms.
 
 import { api } from "./api.js";
-import { alertBox, h, hideError, showError } from "./dom.js";
+import { alertBox, busyWhile, h, hideError, showError } from "./dom.js";
 import { showActiveOperations, trackOperation } from "./progress.js";
 
 const SCOPES = [
@@ -48,7 +48,15 @@ function crawlForm(operations) {
         "Default: the server’s CRAWL_MAX_PAGES.",
       ),
     ),
-    field("crawl-scope", "Scope", h("select", { name: "scope" }, SCOPES.map(([value, label]) => option(value, label)))),
+    field(
+      "crawl-scope",
+      "Scope",
+      h(
+        "select",
+        { name: "scope" },
+        SCOPES.map(([value, label]) => option(value, label)),
+      ),
+    ),
     field(
       "crawl-include",
       "Include patterns",
@@ -116,12 +124,19 @@ function crawlBody(data) {
   if (data.get("keep_link_pages")) body.keep_link_pages = true;
   if (!data.get("extract_code_examples")) body.extract_code_examples = false;
   const { tags, ...labels } = labelsOf(data);
-  if (tags) body.tags = tags.split(",").map((tag) => tag.trim()).filter(Boolean);
+  if (tags)
+    body.tags = tags
+      .split(",")
+      .map((tag) => tag.trim())
+      .filter(Boolean);
   return { ...body, ...labels };
 }
 
 function linesOf(text) {
-  return text.split("\n").map((line) => line.trim()).filter(Boolean);
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean);
 }
 
 /** "Name: value" lines as an object; a line without a colon goes with an empty value, for the server to judge. */
@@ -260,16 +275,12 @@ function checkbox(name, text, checked) {
   return h("label", { class: "checkbox" }, h("input", { type: "checkbox", name, checked }), ` ${text}`);
 }
 
-/** Runs `action` with the submit button disabled; what it throws is shown in the form's alert. */
+/** Runs `action` with the submit button busy (busyWhile keeps a keyboard user's focus); its failure goes in the alert. */
 async function submitting(form, error, action) {
-  const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
   hideError(error);
   try {
-    await action();
+    await busyWhile(form.querySelector("button[type=submit]"), action);
   } catch (err) {
     showError(error, err);
-  } finally {
-    button.disabled = false;
   }
 }

@@ -2,7 +2,8 @@
 // results with the query's terms marked. Result text goes in as text nodes only, never as HTML.
 
 import { api } from "./api.js";
-import { alertBox, clear, h, hideError, showError } from "./dom.js";
+import { alertBox, busyWhile, clear, h, hideError, showError } from "./dom.js";
+import { externalLink, isWeb } from "./sources.js";
 
 const MAX_QUERY_CHARS = 4000;
 const DEFAULT_COUNT = 10;
@@ -99,11 +100,10 @@ async function runSearch(form, { error, summary, results }) {
   };
   if (data.get("source")) body.source = String(data.get("source"));
   const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
   form.setAttribute("aria-busy", "true");
   const started = performance.now();
   try {
-    const answer = await api("/api/rag/query", { method: "POST", json: body });
+    const answer = await busyWhile(button, () => api("/api/rag/query", { method: "POST", json: body }));
     const latency = performance.now() - started;
     hideError(error);
     summary.textContent = summaryText(answer, latency);
@@ -114,7 +114,6 @@ async function runSearch(form, { error, summary, results }) {
   } catch (err) {
     showError(error, err);
   } finally {
-    button.disabled = false;
     form.removeAttribute("aria-busy");
   }
 }
@@ -142,13 +141,7 @@ function resultItem(result, mode, terms) {
   return h(
     "li",
     { class: "result card" },
-    h(
-      "h3",
-      { class: "result-title" },
-      /^https?:\/\//i.test(result.url)
-        ? h("a", { href: result.url, target: "_blank", rel: "noopener noreferrer nofollow" }, title)
-        : title,
-    ),
+    h("h3", { class: "result-title" }, isWeb(result.url) ? externalLink(result.url, title) : title),
     h("p", { class: "result-url" }, h("small", {}, result.url)),
     best.heading_path.length ? h("p", { class: "result-path" }, best.heading_path.join(" › ")) : null,
     h("p", { class: "result-snippet" }, highlighted(snippet(text, terms), terms)),
