@@ -18,6 +18,7 @@ let sharedSocket = null; // the promise of the one socket (null inside when the 
 
 /** Shows the card of an operation in `container` (one per container) and follows it live; returns the card. */
 export function trackOperation(progressId, name, container) {
+  forgetGone();
   let operation = operations.get(progressId);
   if (!operation) {
     operation = new Operation(progressId, name);
@@ -26,6 +27,11 @@ export function trackOperation(progressId, name, container) {
   const card = operation.cardIn(container);
   operation.follow();
   return card.element;
+}
+
+/** Drops the finished operations no card on the page shows (their view was rebuilt since): the map stays small. */
+function forgetGone() {
+  for (const [id, operation] of operations) if (operation.finished && !operation.onPage()) operations.delete(id);
 }
 
 /** Cards for the operations running now: started here, elsewhere (CLI, MCP), or before the page reloaded. */
@@ -73,7 +79,9 @@ class Operation {
     return this.snapshot !== null && FINAL.has(this.snapshot.status);
   }
 
+  /** Its card in `container`, made on first use; the cards of views rebuilt since (the sources list) are let go. */
   cardIn(container) {
+    for (const shown of this.cards.keys()) if (!shown.isConnected) this.cards.delete(shown);
     let card = this.cards.get(container);
     if (!card) {
       card = new Card(this, container);
@@ -188,7 +196,7 @@ class Operation {
   dismiss(card) {
     this.cards.delete(card.container);
     card.element.remove();
-    if (!this.cards.size && this.finished) operations.delete(this.id);
+    if (this.finished && !this.onPage()) operations.delete(this.id);
   }
 }
 
