@@ -123,11 +123,14 @@ function pagesPanel(source) {
   const list = h("ul", { "aria-label": "Pages", class: "page-list card" });
   const article = h("article", { "aria-label": "Page content", class: "page-content card", hidden: true });
   const filter = h("input", { type: "search", id: "page-filter", autocomplete: "off" });
+  let inFlight = null; // a new filter aborts the window still loading: an older answer never lands last
   const more = pager("More pages", list, async (offset) => {
     const query = new URLSearchParams({ source_id: source.source_id, offset, limit: PAGE_WINDOW });
     if (filter.value.trim()) query.set("section", filter.value.trim());
+    inFlight?.abort();
+    inFlight = new AbortController();
     try {
-      const listing = await api(`/api/pages?${query}`);
+      const listing = await api(`/api/pages?${query}`, { signal: inFlight.signal });
       hideError(alert);
       if (offset === 0) list.replaceChildren();
       list.append(...listing.pages.map((page) => pageItem(page, list, article)));
