@@ -208,6 +208,17 @@ async def test_a_model_that_finds_no_answer_in_the_sources_is_reported_honestly(
     assert events[-1][0] == "done" and events[-1][1]["no_answer_reason"] == "not_in_sources"
 
 
+async def test_a_reasoning_models_thinking_is_neither_shown_nor_cited(asking: Asking, standin: ChatStandin) -> None:
+    standin.behaviour = Behaviour(answer=lambda body: "<think>Perhaps [3] says so?</think>\n\nIt uses Postgres [2].")
+    whole = (await asking.ask()).json()
+    assert whole["answer"] == "It uses Postgres [2]." and whole["cited"] == [2], whole
+
+    events = sse_events((await asking.ask(stream=True)).text)
+    shown = "".join(data["text"] for name, data in events if name == "delta")
+    assert shown.strip() == "It uses Postgres [2]." and "think" not in shown, events
+    assert events[-1][1]["cited"] == [2]
+
+
 async def test_without_an_llm_asking_is_a_409_that_names_the_settings(api: RunningApp) -> None:
     for stream in (False, True):
         response = await api.client.post("/api/rag/ask", json={"question": "anything", "stream": stream})

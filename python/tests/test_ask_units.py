@@ -14,6 +14,7 @@ from ragserver.answer.citations import cited_numbers
 from ragserver.answer.prompt import NOT_IN_SOURCES, SYSTEM_PROMPT, build_messages
 from ragserver.answer.refusal import RefusalGate, is_refusal
 from ragserver.answer.service import number_references
+from ragserver.answer.thinking import ThinkingFilter, without_thinking
 from ragserver.config import Settings
 from ragserver.errors import ConfigError, LLMError
 from ragserver.logredact import configured_secrets
@@ -56,6 +57,22 @@ def gate_text(pieces: list[str]) -> tuple[str, bool]:
 def test_the_gate_holds_back_only_what_could_still_be_the_marker(pieces: list[str], shown: str, refused: bool) -> None:
     assert gate_text(pieces) == (shown, refused)
     assert is_refusal("".join(pieces)) is refused
+
+
+@pytest.mark.parametrize(
+    ("pieces", "shown"),
+    [
+        (["<thi", "nk>Maybe [9]?</th", "ink>\n\nIt is [1]."], "\n\nIt is [1]."),
+        (["<think>", "a long thought", "</think>", "Yes [2]."], "Yes [2]."),
+        (["a < b, and <thin", "g> is a tag of its own"], "a < b, and <thing> is a tag of its own"),
+        (["It ends on <", "/th"], "It ends on </th"),
+        (["Before <think>a thought that never ends"], "Before "),
+    ],
+)
+def test_thinking_is_left_out_wherever_the_pieces_cut_its_tags(pieces: list[str], shown: str) -> None:
+    thinking = ThinkingFilter()
+    assert "".join(thinking.feed(piece) for piece in pieces) + thinking.finish() == shown
+    assert without_thinking("".join(pieces)) == shown.strip()
 
 
 def chunk(number: int, content: str) -> ChunkResult:

@@ -30,6 +30,7 @@ from ragserver.answer.results import (
     ReferencesEvent,
     SearchStages,
 )
+from ragserver.answer.thinking import ThinkingFilter, without_thinking
 from ragserver.config import Settings
 from ragserver.errors import ConfigError, LLMError, NotConfigured
 from ragserver.search.results import ChunkResult, QueryResponse
@@ -140,7 +141,7 @@ class AnswerService:
             asked = time.perf_counter()
             completion = await chat.complete(build_messages(grounding.question, grounding.references))
             llm_ms = _ms(asked)
-        answer = completion.text if completion else ""
+        answer = without_thinking(completion.text) if completion else ""
         done = grounding.done(answer, completion, llm_ms)
         return AskResponse(
             **done.model_dump(),
@@ -222,20 +223,24 @@ class AnswerStream:
             yield done
             return
         asked = time.perf_counter()
-        gate = RefusalGate()
+        thinking, gate = ThinkingFilter(), RefusalGate()
+        answer = ""  # what the model answered, its thinking left out
         try:
             async for piece in self._chat.pieces():
-                if shown := gate.feed(piece):
+                visible = thinking.feed(piece)
+                answer += visible
+                if shown := gate.feed(visible):
                     yield DeltaEvent(text=shown)
-            if rest := gate.finish():
-                yield DeltaEvent(text=rest)
+            answer += (rest := thinking.finish())
+            if shown := gate.feed(rest) + gate.finish():
+                yield DeltaEvent(text=shown)
         except LLMError as exc:
             yield ErrorEvent(error=exc.code, message=exc.message)
             return
         finally:
             await self.aclose()
         completion = self._chat.completion
-        done = grounding.done(completion.text, completion, _ms(asked))
+        done = grounding.done(answer, completion, _ms(asked))
         if done.no_answer_reason:
             yield DeltaEvent(text=NO_ANSWER[done.no_answer_reason])
         yield done
