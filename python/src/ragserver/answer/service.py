@@ -5,7 +5,8 @@ It never lets the model invent an answer the knowledge base lacks, in two ways. 
 nothing, or nothing the reranker scores at ASK_MIN_RERANK_SCORE or above, the LLM is not asked at all
 and the answer says so. Otherwise the prompt instructs the model to reply NOT_IN_SOURCES when the chunks
 do not hold the answer; that reply is detected (answer.refusal) and replaced with the same kind of
-sentence, with `answered: false` and the reason.
+sentence, with `answered: false` and the reason. Without reranking (off, or degraded) every chunk found
+counts as relevant, so the model's NOT_IN_SOURCES is then the only guard.
 """
 
 from __future__ import annotations
