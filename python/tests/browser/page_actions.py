@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import FilePayload, Locator, Page, expect
 
 
 def search_box(page: Page) -> Locator:
@@ -57,3 +57,17 @@ def crawl_watched_live(page: Page, url: str) -> str:
     progress_id = card.get_attribute("data-progress-id")
     assert progress_id
     return progress_id
+
+
+def drop_file(dropzone: Locator, file: FilePayload) -> None:
+    """Drop one file on `dropzone` as a drag from the desktop would: a drop event carrying it in a DataTransfer."""
+    transfer = dropzone.page.evaluate_handle(
+        """([name, type, bytes]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
+            return transfer;
+        }""",
+        [file["name"], file["mimeType"], list(file["buffer"])],
+    )
+    dropzone.dispatch_event("dragover", {"dataTransfer": transfer})
+    dropzone.dispatch_event("drop", {"dataTransfer": transfer})

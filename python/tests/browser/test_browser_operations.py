@@ -1,17 +1,20 @@
-"""Operations from the page: an upload of two files, a crawl watched live and stopped, a delete that asks first."""
+"""Operations from the page: an upload of a chosen and a dropped file, a crawl watched live (by the socket and by
+polling) and stopped, a delete that asks first."""
 
 from __future__ import annotations
 
 import uuid
 
 from conftest import WebPage
-from page_actions import crawl_watched_live, operation_card
+from page_actions import crawl_watched_live, drop_file, operation_card
 from playwright.sync_api import FilePayload, expect
 from seeding import api_client, knowledge_items, upload_markdown
 from support.site_fixtures import FixtureSite
 
+SOCKET_LIBRARY = "/assets/vendor/socket.io.esm.min.js"
 
-def test_upload_of_two_files_shows_progress_and_the_new_sources(web: WebPage) -> None:
+
+def test_upload_of_a_chosen_and_a_dropped_file_shows_progress_and_the_new_sources(web: WebPage) -> None:
     marker = f"upl{uuid.uuid4().hex[:8]}"
     files: list[FilePayload] = [
         {
@@ -23,7 +26,8 @@ def test_upload_of_two_files_shows_progress_and_the_new_sources(web: WebPage) ->
     ]
     page = web.open("#/add")
     upload = page.get_by_role("form", name="Upload files")
-    upload.get_by_label("Upload").set_input_files(files)
+    upload.get_by_label("Upload").set_input_files(files[0])
+    drop_file(upload.locator(".dropzone"), files[1])  # the chosen and the dropped file go together
     for file in files:
         expect(upload).to_contain_text(file["name"])
     upload.get_by_role("button", name="Upload files").click()
@@ -48,6 +52,23 @@ def test_crawl_shows_live_progress_and_stop_cancels_it(web: WebPage, slow: Fixtu
         state = client.get(f"/api/progress/{progress_id}").json()
     assert state["status"] == "cancelled", state
     assert web.errors == []
+
+
+def test_without_the_socket_library_a_crawl_is_polled_live_and_stop_cancels_it(web: WebPage, slow: FixtureSite) -> None:
+    """The fallback path: the Socket.IO client does not load (the page's own request for it is refused)."""
+    page = web.page
+    page.route(f"**{SOCKET_LIBRARY}", lambda route: route.abort())
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    polled: list[str] = []
+    page.on("request", lambda request: polled.append(request.url) if "/api/progress/" in request.url else None)
+
+    progress_id = crawl_watched_live(web.open(), slow.url("/"))
+    with api_client(web.base_url) as client:
+        assert client.get(f"/api/progress/{progress_id}").json()["status"] == "cancelled"
+    assert sockets == []
+    assert sum(url.endswith(f"/api/progress/{progress_id}") for url in polled) >= 2, polled
+    assert [error for error in web.errors if SOCKET_LIBRARY not in error] == [], web.errors  # only the refused library
 
 
 def test_delete_asks_first_and_removes_the_source(web: WebPage) -> None:

@@ -52,6 +52,12 @@ def test_search_finds_a_known_document(web: WebPage) -> None:
     expect(found.first).to_contain_text(re.compile(r"fused \d\.\d{4}"))
     expect(found.first).to_contain_text(re.compile(r"rerank -?\d+\.\d{3}"))
     expect(page.locator("#search-summary")).to_contain_text(re.compile(r"\d+ results? · \w+"))
+
+    search.get_by_role("radio", name="Pages").check()
+    search.get_by_role("button", name="Search").click()
+    page_result = page.get_by_role("list", name="Results").locator("li.result").filter(has_text=title)
+    expect(page_result.first).to_contain_text(re.compile(r"\d+ matching chunks?"))
+    expect(page_result.locator("mark", has_text=marker).first).to_be_visible()
     assert web.errors == []
 
 
