@@ -48,6 +48,7 @@ from ragserver.ingest.parse import parse_bytes
 from ragserver.ingest.ports import EmbeddingModel, IngestStore, UploadStream
 from ragserver.lowpriority import bulk_executor
 from ragserver.progress import FINAL, Operation, OperationCancelled, ProgressTracker, Result
+from ragserver.replicas import ReplicaWorker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ EMBED_REQUEST_TEXTS = 256  # texts per ml.embed call: batches well, yet lets sea
 EMBED_GROUP_CHUNKS = 1024  # chunks embedded before their documents are written (bounds vectors in memory)
 BUSY_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 STOPPED = "stopped; the previous content was kept"
+RUN_STOPPED = "stopped before it finished; previous content kept"
+RUN_STOPPED_PROGRESSIVE = "stopped before it finished; previous content (a first crawl: its pages so far) kept"
+REEMBED_MESSAGE = "embedding chunks stored without vectors"
+REEMBED_JOB_KEY = "reembed"  # one pass at a time across replicas (rag_operations' active job keys)
 
 T = TypeVar("T")
 Documents = AsyncIterable[Document] | Iterable[Document]
@@ -72,8 +77,16 @@ class _Prepared:
 class IngestService:
     """Turns documents, uploads and local paths into stored, embedded chunks."""
 
-    def __init__(self, store: IngestStore, ml: EmbeddingModel, settings: Settings, progress: ProgressTracker) -> None:
+    def __init__(
+        self,
+        store: IngestStore,
+        ml: EmbeddingModel,
+        settings: Settings,
+        progress: ProgressTracker,
+        replica: ReplicaWorker | None = None,
+    ) -> None:
         self.store = store
+        self.replica = replica
         self.ml = ml
         self.settings = settings
         self.progress = progress
@@ -137,10 +150,10 @@ class IngestService:
             # A stop that arrives while the commit runs comes too late: the new content is live.
             stored, _ = await _whole(self.store.commit_run(source.source_id, run_id))
         except BaseException as exc:
-            await self._abandon(source.source_id, run_id, exc)
+            await self._abandon(source.source_id, run_id, exc, progressive=progressive)
             raise
         if counts["chunks_unembedded"] and self.ml.embedder_ready:
-            self.schedule_reembed()
+            await self.schedule_reembed()
         return {"source_id": source.source_id, "run_id": run_id, **counts, **stored}
 
     async def _chunked_batches(
@@ -272,11 +285,15 @@ class IngestService:
             await self.store.ensure_embedding_space(model, dimension)
             self._spaces.add((model, dimension))
 
-    async def _abandon(self, source_id: str, run_id: int, exc: BaseException) -> None:
-        """Fail the run after an error or a cancel; never masks the original exception."""
+    async def _abandon(self, source_id: str, run_id: int, exc: BaseException, *, progressive: bool) -> None:
+        """Fail the run after an error or a cancel; never masks the original exception. A stop is said in
+        words (the sources listing shows it as the last run's error), not as the CancelledError it arrives as."""
         stopped = isinstance(exc, OperationCancelled) or not isinstance(exc, Exception)
         status = "cancelled" if stopped else "failed"
-        message = exc.message if isinstance(exc, RagServerError) else f"{type(exc).__name__}: {exc}"
+        if stopped:
+            message = RUN_STOPPED_PROGRESSIVE if progressive else RUN_STOPPED
+        else:
+            message = exc.message if isinstance(exc, RagServerError) else f"{type(exc).__name__}: {exc}"
         try:
             await asyncio.shield(self.store.fail_run(source_id, run_id, status, message[:1000]))
         except BaseException:  # the store may be down too; recover_interrupted_runs cleans up at start
@@ -395,12 +412,21 @@ class IngestService:
                     op.update(step="embedding", counts={"embedded": filled})
             return filled
 
-    def schedule_reembed(self) -> Operation | None:
-        """Start `embed_missing` as a background operation; None when the embedder is not ready or a pass runs."""
+    async def schedule_reembed(self) -> Operation | None:
+        """Start `embed_missing` as a background operation; None when the embedder is not ready or a pass
+        runs, here or (with a replica: the pass holds the job key REEMBED_JOB_KEY) on any replica, so
+        replicas that start together do not all embed the same chunks."""
         scheduled = self._reembed_op is not None and self._reembed_op.status not in FINAL
         if not self.ml.embedder_ready or scheduled or self._reembed_lock.locked():
             return None
-        op = self._reembed_op = self.progress.start("reembed", message="embedding chunks stored without vectors")
+        if self.replica is None:
+            op = self.progress.start("reembed", message=REEMBED_MESSAGE)
+        else:
+            claimed = await self.replica.start_here("reembed", message=REEMBED_MESSAGE, job_key=REEMBED_JOB_KEY)
+            if claimed is None:
+                return None
+            op = claimed
+        self._reembed_op = op
 
         async def work() -> Result:
             return {"embedded": await self.embed_missing(op)}
