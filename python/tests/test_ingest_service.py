@@ -286,12 +286,12 @@ async def test_without_embedder_chunks_are_stored_then_embed_missing_fills_them(
 
 async def test_schedule_reembed_runs_as_an_operation(offline_service, service, store, tracker, ml_service) -> None:
     result = await offline_service.ingest_documents(source(), [doc(1)], tracker.start("x"), "x")
-    op = service.schedule_reembed()
+    op = await service.schedule_reembed()
     assert op is not None and op.kind == "reembed"
     await finished(op)
     assert op.status == "completed"
     assert op.result == {"embedded": result["chunks"]}
-    assert offline_service.schedule_reembed() is None  # no embedder, no job
+    assert await offline_service.schedule_reembed() is None  # no embedder, no job
 
 
 async def test_hostile_text_is_stored(service, settings, tracker) -> None:

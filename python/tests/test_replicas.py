@@ -158,6 +158,32 @@ async def test_a_queued_job_of_a_full_replica_waits_and_one_with_room_takes_it(s
     assert [op.id for op in await roomy.claim_queued()] == [queued.id] == [op.id for op in started]
 
 
+async def schedule_when_free(app: RunningApp) -> Operation:
+    """A re-embed pass on `app`, once no pass (a replica's start-up one) holds the key."""
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        while (op := await app.runtime.services.ingest.schedule_reembed()) is None:
+            await asyncio.sleep(0.05)
+    return op
+
+
+async def test_a_reembed_pass_runs_on_one_replica_at_a_time(crawl_ready: Settings) -> None:
+    """Every replica schedules a re-embed at start; the pass holds a job key, so while A's runs B starts none."""
+    async with two_replicas(crawl_ready) as (a, b):
+        op = await schedule_when_free(a)
+        hold = a.runtime.services.ingest._reembed_lock
+        await hold.acquire()  # a free lock is taken without a suspension: A's pass has not started, it waits here
+        try:
+            assert (await b.client.get(f"/api/progress/{op.id}")).json()["status"] in ("starting", "running")
+            assert await b.runtime.services.ingest.schedule_reembed() is None
+        finally:
+            hold.release()
+        await asyncio.wait_for(op.ended(), READY_TIMEOUT_S)
+        assert op.status == "completed", op.snapshot()
+        later = await schedule_when_free(b)  # the key is free again once A's pass ended
+        await asyncio.wait_for(later.ended(), READY_TIMEOUT_S)
+        assert later.status == "completed" and later.id in local_ids(b)
+
+
 @contextlib.contextmanager
 def killable_server(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`ragserver serve` on a free port, ready (database and models); the test kills it. Its log shows on failure."""

@@ -8,6 +8,7 @@ What is queued, and who runs it:
   never shown and is cleared once the job ends.
 - Uploads, folder ingests and re-embeds run where they started (an upload's bytes are in that
   process); they are written through like every operation, so any replica shows and stops them.
+  A re-embed also holds a job key (`start_here`): replicas that start at once run one pass.
 - One active operation per job key (a crawl's source) across all replicas: a second crawl of a
   source being crawled anywhere is refused with the first one's progressId.
 
@@ -30,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragserver.clock import Clock, LoopClock
-from ragserver.errors import RagServerError
+from ragserver.errors import Busy, RagServerError
 from ragserver.progress import ACTIVE, Operation, ProgressTracker
 from ragserver.store import Store
+from ragserver.store.operations import ClaimedJob
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,19 @@ class ReplicaWorker:
         job = await self.store.operations.claim([kind], self.replica, operation_id=operation_id)
         if job is None:  # stopped before it was claimed
             return Queued(operation_id)
-        return self._adopt(job.operation_id, job.kind, job.snapshot)
+        return self._adopt(job)
+
+    async def start_here(self, kind: str, *, message: str, job_key: str) -> Operation | None:
+        """Start an operation that runs on this replica (whatever its room) and holds `job_key` across
+        replicas; None when an active operation holds the key (or the new one was stopped at once)."""
+        try:
+            operation_id = await self.store.operations.enqueue(
+                {"progressId": str(uuid.uuid4()), "type": kind, "message": message}, job_key=job_key, request={}
+            )
+        except Busy:
+            return None
+        job = await self.store.operations.claim([kind], self.replica, operation_id=operation_id)
+        return None if job is None else self._adopt(job, counted=False)
 
     async def run(self) -> None:
         """Beat, notice stops, claim and recover until cancelled (at shutdown)."""
@@ -128,7 +142,7 @@ class ReplicaWorker:
             job = await self.store.operations.claim(list(self._runners), self.replica)
             if job is None:
                 break
-            op = self._adopt(job.operation_id, job.kind, job.snapshot)
+            op = self._adopt(job)
             try:
                 self._runners[job.kind](op, job.request)
             except Exception as exc:  # a request this version cannot read; its text may hold secrets: not shown
@@ -144,9 +158,14 @@ class ReplicaWorker:
         if runs or operations:
             log.warning("recovered %d runs and %d operations of replicas that stopped", runs, len(operations))
 
-    def _adopt(self, operation_id: str, kind: str, snapshot: dict[str, Any]) -> Operation:
+    def _adopt(self, job: ClaimedJob, *, counted: bool = True) -> Operation:
+        """This replica's Operation for a job it claimed (`counted`: it takes room under max_jobs)."""
         op = self.tracker.start(
-            kind, message=snapshot["message"], operation_id=operation_id, started_at=float(snapshot["startedAt"])
+            job.kind,
+            message=job.snapshot["message"],
+            operation_id=job.operation_id,
+            started_at=float(job.snapshot["startedAt"]),
         )
-        self._jobs.add(op.id)
+        if counted:
+            self._jobs.add(op.id)
         return op

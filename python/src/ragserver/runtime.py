@@ -219,7 +219,7 @@ class Runtime:
         freeze_startup_heap()
         if self.server:  # a remote embedding server may answer only later: embed then
             await self.ml.embedder_serving()
-            self.services.ingest.schedule_reembed()
+            await self.services.ingest.schedule_reembed()
 
     def _redact(self, text: str) -> str:
         """Remove configured secrets (DSN, its password, keys) from a message shown in /health."""
@@ -253,7 +253,7 @@ def build_services(
 ) -> Services:
     """The services of the server on one store and one ML service (crawl ingests through ingest, answers
     search through search)."""
-    ingest = IngestService(store, ml, settings, tracker)
+    ingest = IngestService(store, ml, settings, tracker, replica)
     search = SearchService(store, ml, settings)
     return Services(
         ingest=ingest,
