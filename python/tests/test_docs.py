@@ -85,6 +85,12 @@ def test_env_values_are_typed_and_bad_values_name_the_variable() -> None:
         Settings.from_env({"USE_RERANKING": "maybe"})
 
 
+def test_a_negative_replica_max_jobs_is_refused_at_start() -> None:
+    assert Settings.from_env({"REPLICA_MAX_JOBS": "0"}).replica_max_jobs == 0  # a replica that only queues
+    with pytest.raises(ConfigError, match=r"REPLICA_MAX_JOBS must be 0 or more"):
+        Settings.from_env({"REPLICA_MAX_JOBS": "-1"})
+
+
 def test_store_backend_follows_the_configuration() -> None:
     assert Settings().store_backend == "embedded"
     assert Settings(database_url="postgresql://x/y").store_backend == "postgres"

@@ -132,6 +132,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_remote_models(self)
+        if self.replica_max_jobs < 0:
+            raise ConfigError("REPLICA_MAX_JOBS must be 0 or more (0: this replica only queues jobs for the others)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
