@@ -32,9 +32,10 @@ from support.polling import poll_until, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ["-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "tests/e2e/compose.hostnet.yml")]
-PROJECT = "rse2e"
+# RAGSERVER_E2E_PROJECT: another name for the compose project and its containers (two runs on one engine)
+PROJECT = os.environ.get("RAGSERVER_E2E_PROJECT", "rse2e")
 IMAGE = "ragserver:e2e"
-CONTAINER = "rse2e-server"
+CONTAINER = f"{PROJECT}-server"
 WHEELS = Path(os.environ.get("RAGSERVER_E2E_WHEELS", "/opt/wheels"))
 HEALTHY_TIMEOUT_S = 180
 API_KEY = f"e2e-{uuid.uuid4().hex}"
