@@ -23,6 +23,7 @@ from ragserver.api import (
     build_socketio,
     error_responses,
     install_error_handlers,
+    listen_to_other_replicas,
     stop_socketio,
 )
 from ragserver.config import Settings, get_settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with secrets_masked_in_logs(settings):
             await runtime.start()
+            listen_to_other_replicas(sio)
             try:
                 async with mcp.running():
                     yield

@@ -7,7 +7,7 @@ error renderer, and Socket.IO for progress pushes. Nothing below the faces impor
 from ragserver.api import ask, code_examples, crawl, health, knowledge, ml, pages, progress, rag
 from ragserver.api.guards import ApiKeyMiddleware, BodyLimitMiddleware
 from ragserver.api.handlers import error_responses, install_error_handlers
-from ragserver.api.realtime import build_socketio, stop_socketio
+from ragserver.api.realtime import build_socketio, listen_to_other_replicas, stop_socketio
 
 HEALTH_ROUTER = health.router
 # The /api routers: behind the API key when one is set.
@@ -30,5 +30,6 @@ __all__ = [
     "build_socketio",
     "error_responses",
     "install_error_handlers",
+    "listen_to_other_replicas",
     "stop_socketio",
 ]

@@ -76,6 +76,15 @@ def build_socketio(tracker: ProgressTracker, api_key: str, redis_url: str = "") 
     return sio
 
 
+def listen_to_other_replicas(sio: socketio.AsyncServer) -> None:
+    """At start-up: subscribe to Redis now. python-socketio would do it at the first client's connect,
+    and the events published until that subscription is in place (the end of an operation a
+    client just subscribed to on this replica) would be lost here. No Redis: nothing to do."""
+    if isinstance(sio.manager, socketio.AsyncRedisManager) and not sio.manager_initialized:
+        sio.manager_initialized = True  # the flag its connect handler checks, so it does not start a second listener
+        sio.manager.initialize()
+
+
 async def stop_socketio(sio: socketio.AsyncServer) -> None:
     """At shutdown: end the task that listens to Redis for the other replicas' events (when one started)."""
     listener = getattr(sio.manager, "thread", None)
