@@ -76,6 +76,17 @@ def test_a_server_that_keeps_failing_fails_after_its_retries_and_says_so_until_i
     assert embedder.server.failure is None
 
 
+def test_after_a_failure_the_server_is_not_asked_again_for_the_cooldown(standin: ModelServerStandin) -> None:
+    server = RemoteServer("embedding", f"{standin.base_url}/v1", KEY, timeout_s=5, retries=0, cooldown_s=3600)
+    embedder = OpenAIEmbedder(server, "all-minilm", batch_size=8)
+    standin.faults.append("500")
+    with pytest.raises(RemoteModelError, match="HTTP 500"):
+        embedder.embed(TEXTS)
+    with pytest.raises(RemoteModelError, match=r"HTTP 500.*not asked again for REMOTE_COOLDOWN_S=3600 s"):
+        embedder.embed(TEXTS)
+    assert len(standin.requests) == 1
+
+
 def test_a_server_that_is_down_is_unreachable(standin: ModelServerStandin) -> None:
     embedder = _embedder(standin, retries=1)
     standin.down()

@@ -67,6 +67,7 @@ def remote_settings(base: Settings, standin: ModelServerStandin, tmp_path: Path,
         use_reranking=True,
         remote_retries=1,
         remote_timeout_s=10.0,
+        remote_cooldown_s=0.0,  # each request asks the server (the cooldown has its own test)
         ml_user_base=tmp_path / "no-ml-env",
         **changes,
     )

@@ -55,6 +55,9 @@ class Settings:
     rerank_api_key: str = _setting("", "Bearer key of the rerank server (secret, never logged).")
     remote_timeout_s: float = _setting(30.0, "Time budget of one request to a remote model server, in seconds.")
     remote_retries: int = _setting(3, "Retries (with backoff) of a remote model request after a 429/5xx or no answer.")
+    remote_cooldown_s: float = _setting(
+        10.0, "Seconds a remote model server that failed after its retries is not asked (requests fail at once)."
+    )
     embedding_batch_size: int = _setting(64, "Texts per request to a remote embedding server (halved on a 413).")
     rerank_batch_size: int = _setting(64, "Documents per request to a remote reranker (halved on a 413).")
     rerank_top_n: int = _setting(20, "How many fused candidates go to the reranker.")
@@ -174,8 +177,8 @@ def check_remote_models(settings: Settings) -> None:
             raise ConfigError(f"{prefix}_BACKEND={backend} needs {prefix}_URL, the server's http(s):// base URL")
     if settings.remote_timeout_s <= 0:
         raise ConfigError("REMOTE_TIMEOUT_S must be more than 0")
-    if settings.remote_retries < 0:
-        raise ConfigError("REMOTE_RETRIES must be 0 or more")
+    if settings.remote_retries < 0 or settings.remote_cooldown_s < 0:
+        raise ConfigError("REMOTE_RETRIES and REMOTE_COOLDOWN_S must be 0 or more")
     if min(settings.embedding_batch_size, settings.rerank_batch_size) < 1:
         raise ConfigError("EMBEDDING_BATCH_SIZE and RERANK_BATCH_SIZE must be at least 1")
 

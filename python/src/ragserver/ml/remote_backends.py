@@ -45,7 +45,14 @@ def remote_reranker(settings: Settings) -> RemoteReranker | None:
 
 
 def _server(settings: Settings, role: str, url: str, api_key: str) -> RemoteServer:
-    return RemoteServer(role, url, api_key, timeout_s=settings.remote_timeout_s, retries=settings.remote_retries)
+    return RemoteServer(
+        role,
+        url,
+        api_key,
+        timeout_s=settings.remote_timeout_s,
+        retries=settings.remote_retries,
+        cooldown_s=settings.remote_cooldown_s,
+    )
 
 
 def describe(backend: str, server: RemoteServer | None) -> dict[str, object]:

@@ -12,7 +12,9 @@ local model. What a failure means decides what happens next:
 - a body that is not JSON: a RemoteModelError saying the server answered garbage.
 
 The last failure is kept (and cleared by the next success) so /health can say the backend is failing
-and why; `url` is the base URL without credentials, safe to show.
+and why; `url` is the base URL without credentials, safe to show. For REMOTE_COOLDOWN_S after such a
+failure requests fail at once, without asking the server: the one inference thread of a model must
+not spend every search's time on retries against a server known to be down.
 """
 
 from __future__ import annotations
@@ -56,11 +58,14 @@ def public_url(url: str) -> str:
 class RemoteServer:
     """POSTs JSON to one model server; `role` ("embedding" | "rerank") names it in messages."""
 
-    def __init__(self, role: str, base_url: str, api_key: str, *, timeout_s: float, retries: int) -> None:
+    def __init__(
+        self, role: str, base_url: str, api_key: str, *, timeout_s: float, retries: int, cooldown_s: float = 0.0
+    ) -> None:
         self.role = role
         self.url = public_url(base_url)
         self.timeout_s = timeout_s
         self.retries = retries
+        self.cooldown_s = cooldown_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         parts = urlsplit(base_url)
         auth = (parts.username or "", parts.password or "") if parts.username else None
@@ -73,6 +78,7 @@ class RemoteServer:
         )
         self._lock = threading.Lock()
         self._failure: str | None = None
+        self._failed_at = 0.0
 
     @property
     def failure(self) -> str | None:
@@ -85,6 +91,11 @@ class RemoteServer:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         """The decoded JSON answer to POST `path`; RemoteModelError (or BatchTooLarge) when it fails."""
+        with self._lock:
+            cooling = self._failure is not None and time.monotonic() - self._failed_at < self.cooldown_s
+            failure = self._failure
+        if cooling:
+            raise RemoteModelError(f"{failure} (not asked again for REMOTE_COOLDOWN_S={self.cooldown_s:g} s)")
         try:
             answer = self._post_with_retries(path, body)
         except RemoteModelError as exc:
@@ -103,6 +114,7 @@ class RemoteServer:
     def _record(self, failure: str | None) -> None:
         with self._lock:
             self._failure = failure
+            self._failed_at = time.monotonic()
 
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> Any:
         pause = BACKOFF_FIRST_S
