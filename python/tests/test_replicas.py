@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from support.api_fixtures import READY_TIMEOUT_S, RunningApp, free_port, running_app, settings_env
 from support.polling import apoll_until, wait_http, wait_operation
@@ -271,3 +272,29 @@ async def test_a_queued_job_stopped_before_any_replica_claimed_it_ends_cancelled
     worker.max_jobs = 1
     assert await worker.claim_queued() == []
     assert await worker.tracker.stop(queued.id) is False
+
+
+async def test_a_state_whose_write_failed_is_written_at_the_next_beat(pg_settings: Settings, store: Store) -> None:
+    """The store refuses the write of an operation's end (its save function is away, as in an outage): the
+    next beat writes it, so other replicas do not show it running, nor its job key held, for good."""
+    worker = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
+    op = worker.tracker.start("probe", message="ends while the store is away")
+    await worker.tracker.drain()
+    signature = "rag_save_operation(jsonb, bigint, text, bigint)"
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
+        await admin.execute(f"ALTER FUNCTION {signature} RENAME TO rag_save_operation_away")
+        try:
+            op.finish("done")
+            await worker.tracker.drain()
+            assert (await store.operations.get(op.id))["status"] == "starting"  # the end did not reach the store
+            await worker.beat()
+            await worker.tracker.drain()
+            assert (await store.operations.get(op.id))["status"] == "starting"  # still away: kept for later
+        finally:
+            await admin.execute(
+                f"ALTER FUNCTION {signature.replace('rag_save_operation', 'rag_save_operation_away')}"
+                " RENAME TO rag_save_operation"
+            )
+    await worker.beat()
+    await worker.tracker.drain()
+    assert (await store.operations.get(op.id))["status"] == "completed"

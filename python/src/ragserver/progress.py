@@ -12,7 +12,8 @@ Across replicas (`share`, once the store is open): every state is written throug
 (rag_operations) with the same coalescing as the pushes (status changes at once), so any replica
 answers `find` for an operation another one runs and `stop` asks its owner to end it (the owner
 notices through its heartbeat, ragserver.replicas). Writes of one operation go one at a time, in
-order; the store keeps the newest (a version number) and never changes an ended one.
+order; the store keeps the newest (a version number) and never changes an ended one. A write
+that failed (the store was away) is made again, with the latest state, at the replica's next beat.
 
 `ProgressTracker.run` and `.spawn` are the one way a service runs an operation's work: the
 outcome ends the operation (completed, failed or cancelled), and a cancel request cancels the
@@ -222,6 +223,7 @@ class ProgressTracker:
         self.replica = ""  # this replica's name in the store (owner of the operations it runs)
         self._unsaved: set[str] = set()  # ids with a state not yet written through
         self._writing: set[str] = set()  # ids with a write-through task running
+        self._write_failed: set[str] = set()  # ids whose last write failed (logged once until one succeeds)
 
     def share(self, operations: OperationStore, replica: str) -> None:
         """Write every operation's state through to the store from now on, as `replica`'s."""
@@ -383,9 +385,27 @@ class ProgressTracker:
             self._track(loop.create_task(self._deliver(listener, snapshot)))
         if self._shared is not None:
             self._unsaved.add(op.id)
-            if op.id not in self._writing:
-                self._writing.add(op.id)
-                self._track(loop.create_task(self._write_through(self._shared, op)))
+            self._write_soon(loop, self._shared, op)
+
+    def _write_soon(self, loop: asyncio.AbstractEventLoop, shared: OperationStore, op: Operation) -> None:
+        """Start writing `op` through unless a write of it is running (that one writes the latest state too)."""
+        if op.id not in self._writing:
+            self._writing.add(op.id)
+            self._track(loop.create_task(self._write_through(shared, op)))
+
+    def retry_unsaved(self) -> None:
+        """Write again the states whose write failed (the store was away); the replica loop calls it each beat.
+
+        Without it an operation that ended while the store was away would stay active there: shown
+        running by the other replicas, and its job key (a crawl's source) held, for as long as this
+        process lives."""
+        if self._shared is None or not self._unsaved:
+            return
+        loop = asyncio.get_running_loop()
+        for operation_id in list(self._unsaved):
+            op = self._operations.get(operation_id)
+            if op is not None:
+                self._write_soon(loop, self._shared, op)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._deliveries.add(task)
@@ -398,9 +418,15 @@ class ProgressTracker:
                 self._unsaved.discard(op.id)
                 try:
                     stop_asked = await shared.save(op.snapshot(), op.version + 1, self.replica)
-                except RagServerError as exc:  # the operation goes on; other replicas see an older state
-                    log.warning("could not write operation %s to the store: %s", op.id, exc.message)
+                except RagServerError as exc:  # the operation goes on; other replicas see an older state meanwhile
+                    self._unsaved.add(op.id)  # written again by retry_unsaved
+                    if op.id not in self._write_failed:
+                        self._write_failed.add(op.id)
+                        log.warning("could not write operation %s to the store (retried): %s", op.id, exc.message)
                     return
+                if op.id in self._write_failed:
+                    self._write_failed.discard(op.id)
+                    log.info("operation %s written to the store again", op.id)
                 if stop_asked:
                     op.cancel()
         finally:
@@ -430,6 +456,7 @@ class ProgressTracker:
             del self._operations[op.id]
             self._pushed.pop(op.id, None)
             self._unsaved.discard(op.id)
+            self._write_failed.discard(op.id)
 
 
 async def _until_cancel_requested(op: Operation, work: asyncio.Future[Result]) -> Result:

@@ -113,6 +113,7 @@ class ReplicaWorker:
     async def run(self) -> None:
         """Beat, notice stops, claim and recover until cancelled (at shutdown)."""
         recovered_at = self._clock.now()
+        away = False  # the last beat failed on the store: said once, and once more when it answers again
         while True:
             try:
                 await self.beat()
@@ -120,14 +121,21 @@ class ReplicaWorker:
                 if self._clock.now() - recovered_at >= RECOVER_EVERY_S:
                     recovered_at = self._clock.now()
                     await self.recover()
+                if away:
+                    away = False
+                    log.warning("replica %s: the database answers again", self.replica)
             except RagServerError as exc:  # the database is away: try again at the next beat
-                log.warning("replica %s: %s", self.replica, exc.message)
+                if not away:
+                    away = True
+                    log.warning("replica %s: %s (trying again every %g s)", self.replica, exc.message, POLL_S)
             except Exception:  # a bug must not end this replica's part: log it, go on at the next beat
                 log.exception("replica %s: beat failed", self.replica)
             await self._clock.sleep(POLL_S)
 
     async def beat(self) -> None:
-        """Heartbeat of this replica's active operations; cancels those another replica asked to stop."""
+        """Heartbeat of this replica's active operations; cancels those another replica asked to stop.
+        States whose write failed are written again first."""
+        self.tracker.retry_unsaved()
         if not self.tracker.owned():
             return
         for operation_id in await self.store.operations.heartbeat(self.replica):
