@@ -173,12 +173,39 @@ async def test_socketio_through_the_proxy_stays_on_its_replica(replicas: Replica
 
 
 @pytest.mark.asyncio
-async def test_mcp_through_the_proxy_stays_on_its_replica(replicas: Replicas) -> None:
-    """A streamable-HTTP session lives in the replica that answered `initialize`; every request returns there."""
+async def test_mcp_through_the_proxy(replicas: Replicas) -> None:
     async with http_session(replicas.proxy, API_KEY) as client:
-        for _ in range(3):
-            answer = await call(client, "rag_search_knowledge_base", {"query": PHRASE, "return_mode": "chunks"})
-            assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+        answer = await call(client, "rag_search_knowledge_base", {"query": PHRASE, "return_mode": "chunks"})
+        assert any(PHRASE in hit["content"] for hit in answer["results"]), answer
+
+
+# An MCP protocol version with sessions, which many clients still speak: the replica that answered
+# `initialize` alone knows the Mcp-Session-Id it returned (the others answer 404 "Session not found").
+SESSION_PROTOCOL = "2025-06-18"
+
+
+def mcp_request(proxy: str, message: dict[str, Any], session: dict[str, str]) -> httpx.Response:
+    """One JSON-RPC message over a new connection (so only the proxy's rule can pick the replica)."""
+    headers = {
+        **AUTH,
+        **session,
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": SESSION_PROTOCOL,
+    }
+    return httpx.post(f"{proxy}/mcp", json={"jsonrpc": "2.0", **message}, headers=headers, timeout=30)
+
+
+def test_an_mcp_session_through_the_proxy_stays_on_its_replica(replicas: Replicas) -> None:
+    hello = {"protocolVersion": SESSION_PROTOCOL, "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}
+    opened = mcp_request(replicas.proxy, {"id": 1, "method": "initialize", "params": hello}, {})
+    assert opened.status_code == 200, opened.text
+    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}
+    served_by = []
+    for request_id in range(2, 6):
+        listed = mcp_request(replicas.proxy, {"id": request_id, "method": "tools/list"}, session)
+        assert listed.status_code == 200 and "rag_search_knowledge_base" in listed.text, listed.text
+        served_by.append(listed.headers["x-ragserver-replica"])
+    assert served_by == [opened.headers["x-ragserver-replica"]] * 4
 
 
 def held_site(hold: threading.Event) -> dict[str, Route]:
