@@ -79,7 +79,10 @@ def test_slim_server_with_both_models_remote_needs_no_ml_env(
     settings = remote_settings(pg_settings, standin, tmp_path)
     marker = f"rem{uuid.uuid4().hex[:10]}"
     with serve_subprocess(settings, torch_blocked) as base_url:
-        health = wait_for_health(base_url, lambda r: r.status_code == 200 and r.json()["ml"]["embedder"]["dimension"])
+        health = wait_for_health(
+            base_url,
+            lambda r: r.status_code == 200 and r.json()["ml"]["reranker"]["state"] not in ("loading", "not_started"),
+        )
         assert health["status"] == "ok" and health["issues"] == [], health
         assert health["ml"]["env"]["state"] == "not_needed", health["ml"]["env"]
         embedder, reranker = health["ml"]["embedder"], health["ml"]["reranker"]
@@ -183,6 +186,8 @@ async def test_an_embedding_server_down_at_start_is_probed_until_it_answers(
         assert health["status"] == "degraded" and embedder["state"] == "failed", embedder
         assert "unreachable" in embedder["reason"] and embedder["url"] == f"{standin.base_url}/v1"
         assert embedder["retry_in_s"] > 0
+        reranker = health["ml"]["reranker"]
+        assert reranker["state"] == "error" and "unreachable" in reranker["reason"], reranker
 
         done = await upload_document(client, marker)
         assert done["status"] == "completed" and done["result"]["chunks_unembedded"] >= 1, done

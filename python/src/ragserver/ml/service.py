@@ -12,6 +12,7 @@ them once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from ragserver.ml.loading import (
 )
 from ragserver.ml.probe import EnvStatus, probe_env
 from ragserver.ml.remote_backends import NOT_NEEDED, describe, local_env_needed, remote_embedder, remote_reranker
-from ragserver.ml.remote_embedder import OpenAIEmbedder, estimate_tokens
+from ragserver.ml.remote_embedder import PROBE_TEXT, OpenAIEmbedder, estimate_tokens
 from ragserver.ml.remote_http import RemoteServer
 from ragserver.ml.remote_reranker import RemoteReranker
 from ragserver.ml.reranker import load_reranker
@@ -164,6 +165,11 @@ class MLService:
         reranker: Reranker | None = remote_rerank
         if remote_rerank is not None:
             self._remote_reranker = remote_rerank
+            # one pair scored, so /health names a rerank server that is down from the start (the server
+            # records the failure); searches still ask it, it may come up later
+            self._rerank_state.set("loading", f"probing {remote_rerank.server.url} with one pair")
+            with contextlib.suppress(RemoteModelError):
+                await asyncio.to_thread(remote_rerank.score, [(PROBE_TEXT, PROBE_TEXT)])
             self._rerank_state.set("ready")
         elif placement is not None:
             reranker = await self._load(
