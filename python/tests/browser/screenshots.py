@@ -56,7 +56,7 @@ def test_readme_screenshots(open_page: OpenPage, open_server: str, slow: Fixture
     shoot(page, "browse")
 
     page = web.open("#/search")
-    search_box(page).fill("widget settings in one place")
+    search_box(page).fill("widget settings")
     page.keyboard.press("Enter")
     expect(page.get_by_role("list", name="Results").locator("li.result").first).to_be_visible()
     shoot(page, "search")
