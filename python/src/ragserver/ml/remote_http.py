@@ -23,12 +23,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from ragserver.errors import RemoteModelError
+
+if TYPE_CHECKING:  # imported where used: check-ml runs in the bootstrap image, which has no httpx
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class RemoteServer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         parts = urlsplit(base_url)
         auth = (parts.username or "", parts.password or "") if parts.username else None
+        import httpx
+
         self._client = httpx.Client(
             base_url=self.url + "/",
             headers=headers,
@@ -133,6 +136,8 @@ class RemoteServer:
 
     def _attempt(self, path: str, body: dict[str, Any]) -> _Answer | str:
         """One request: the answer, or why it is worth retrying; raises when retrying cannot help."""
+        import httpx
+
         try:
             response = self._client.post(path.lstrip("/"), json=body)
         except httpx.TimeoutException:
