@@ -30,6 +30,8 @@ from support.site_fixtures import FixtureSite, Route, page
 
 from ragserver.config import Settings
 from ragserver.crawl.request import CrawlRequest
+from ragserver.domain import SourceInfo
+from ragserver.errors import RagServerError
 from ragserver.progress import Operation, ProgressTracker
 from ragserver.replicas import ReplicaWorker
 from ragserver.store import Store, open_store
@@ -298,3 +300,51 @@ async def test_a_state_whose_write_failed_is_written_at_the_next_beat(pg_setting
     await worker.beat()
     await worker.tracker.drain()
     assert (await store.operations.get(op.id))["status"] == "completed"
+
+
+OWNER_LOCK_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND ((classid::bigint << 32) | objid::bigint) = %s"
+)
+
+
+async def test_a_replica_whose_session_dropped_is_not_taken_for_gone_and_takes_its_lock_again(
+    pg_settings: Settings, store: Store
+) -> None:
+    """A's owner session is dropped (a proxy, an admin): its lock is free, yet B neither ends A's running
+    operation nor its run while A beats, and A's next beats open the session and take the lock again."""
+    async with (
+        open_store(pg_settings) as a_store,
+        await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin,
+    ):
+        a = ReplicaWorker(ProgressTracker(), a_store, max_jobs=1)
+        op = a.tracker.start("probe", message="runs on A")
+        op.update(step="working")
+        run_id = await a_store.begin_run(SourceInfo(source_id="dropped", title="t", origin="o"), "upload")
+        await a.tracker.drain()
+        lock = a_store.transport.owner_lock
+
+        async def lock_holders() -> int:
+            row = await (await admin.execute(OWNER_LOCK_HELD, (lock,))).fetchone()
+            return int(row[0]) if row else 0
+
+        await admin.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            (lock,),
+        )
+        await apoll_until(lock_holders, lambda n: n == 0, what="A's owner session to end")
+        assert (await store.operations.get(op.id))["status"] == "running"  # B looks while A's lock is free
+        assert await store.operations.recover_interrupted() == []
+        assert await store.recover_interrupted_runs() == 0
+
+        async def beat_a() -> int:
+            with contextlib.suppress(RagServerError):  # the first beat finds the session gone, the next reopens it
+                await a.beat()
+            return await lock_holders()
+
+        await apoll_until(beat_a, lambda n: n == 1, what="A to hold its owner lock again")
+        op.finish("done")
+        await a.tracker.drain()
+        assert (await store.operations.get(op.id))["status"] == "completed"
+        await a_store.fail_run("dropped", run_id, "cancelled", "test over")

@@ -16,7 +16,8 @@ A loop (`run`) beats for this replica's active operations every POLL_S, which is
 that another replica asked for a stop (it cancels the task then), claims queued jobs while it has
 room, and every RECOVER_EVERY_S ends what replicas that are gone left behind: their runs
 (store.recover_interrupted_runs) and their operations, failed with a message saying why. The
-owner's advisory lock tells that a replica is gone (psycopg); over Supabase RPC, missed heartbeats.
+owner's advisory lock, free for OWNER_GRACE_S without a heartbeat, tells that a replica is gone
+(psycopg); over Supabase RPC, missed heartbeats.
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ class ReplicaWorker:
 
     async def beat(self) -> None:
         """Heartbeat of this replica's active operations; cancels those another replica asked to stop.
-        States whose write failed are written again first."""
+        States whose write failed are written again first, and a dropped owner session is opened again
+        (its advisory lock is how the other replicas tell that this one lives)."""
         self.tracker.retry_unsaved()
+        await self.store.keep_owner_lock()
         if not self.tracker.owned():
             return
         for operation_id in await self.store.operations.heartbeat(self.replica):

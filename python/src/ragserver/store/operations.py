@@ -18,6 +18,9 @@ Snapshot = dict[str, Any]
 
 #: An operation whose owner holds no lock (Supabase RPC) counts as interrupted after this long without a heartbeat.
 STALE_OPERATION_S = 60
+#: An owner whose advisory lock is free (its session dropped: a Postgres restart, a proxy) counts as gone only
+#: after this long without a heartbeat; a live one beats every second and takes its lock again meanwhile.
+OWNER_GRACE_S = 10
 #: Ended operations are forgotten this long after they ended.
 KEEP_ENDED_S = 7 * 24 * 3600
 LIST_LIMIT = 200
@@ -93,7 +96,8 @@ class OperationStore:
     async def get(self, operation_id: str) -> Snapshot:
         """One operation's snapshot (ended failed first when its owner is gone); NotFound for an unknown id."""
         rows = await self.transport.call(
-            "rag_get_operation", {"p_operation_id": operation_id, "p_stale_seconds": STALE_OPERATION_S}
+            "rag_get_operation",
+            {"p_operation_id": operation_id, "p_stale_seconds": STALE_OPERATION_S, "p_grace_seconds": OWNER_GRACE_S},
         )
         snapshot: Snapshot = rows[0]["operation"]
         return snapshot
@@ -112,6 +116,6 @@ class OperationStore:
         """End the operations of replicas that are gone (failed, with a message saying so); returns their ids."""
         rows = await self.transport.call(
             "rag_recover_interrupted_operations",
-            {"p_stale_seconds": STALE_OPERATION_S, "p_keep_seconds": KEEP_ENDED_S},
+            {"p_stale_seconds": STALE_OPERATION_S, "p_keep_seconds": KEEP_ENDED_S, "p_grace_seconds": OWNER_GRACE_S},
         )
         return [str(row["operation_id"]) for row in rows]

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from ragserver.domain import Chunk, CodeExample, CodeExampleHit, Document, SearchHit, SearchOptions, SourceInfo
 from ragserver.errors import InputError, NotFound, RagServerError
 from ragserver.store.migrate import MigrationReport
-from ragserver.store.operations import OperationStore
+from ragserver.store.operations import OWNER_GRACE_S, OperationStore
 from ragserver.store.schema_check import SchemaState, assess_info
 from ragserver.store.schema_files import latest_version
 from ragserver.store.transport import Transport, VectorArg, VectorsArg
@@ -247,9 +247,18 @@ class Store:
             raise InputError(f"status must be 'failed' or 'cancelled', not {status!r}")
         await self._call("rag_fail_run", p_source_id=source_id, p_run_id=run_id, p_status=status, p_error=error)
 
+    async def keep_owner_lock(self) -> None:
+        """Take the owner lock again when its session dropped (a replica calls this each beat, so others
+        do not take its runs and operations for interrupted); Unavailable while the database is away.
+        Over RPC there is no lock to keep."""
+        if self.transport.owner_lock is not None:
+            await self.transport.ping()
+
     async def recover_interrupted_runs(self) -> int:
         """Fail the runs whose process is gone and drop their staged rows; returns how many."""
-        rows = await self._call("rag_recover_interrupted_runs", p_stale_seconds=STALE_RUN_S)
+        rows = await self._call(
+            "rag_recover_interrupted_runs", p_stale_seconds=STALE_RUN_S, p_grace_seconds=OWNER_GRACE_S
+        )
         return len(rows)
 
     # -- search ---------------------------------------------------------------------------

@@ -380,9 +380,12 @@ BEGIN
 END $$;
 
 -- Fails runs whose owner is gone (progressive ones become 'partial', see rag_end_unfinished_run):
--- the owner's advisory lock is free (direct connections), or, for owners without a lock
--- (Supabase RPC), nothing was written for p_stale_seconds.
-CREATE OR REPLACE FUNCTION rag_recover_interrupted_runs(p_stale_seconds integer DEFAULT 600)
+-- the owner's advisory lock is free (direct connections) and, when it is a server replica, its
+-- operations missed heartbeats for p_grace_seconds (a live replica whose session dropped takes
+-- its lock again meanwhile), or, for owners without a lock (Supabase RPC), nothing was written
+-- for p_stale_seconds.
+CREATE OR REPLACE FUNCTION rag_recover_interrupted_runs(p_stale_seconds integer DEFAULT 600,
+                                                        p_grace_seconds integer DEFAULT 0)
 RETURNS TABLE (run_id bigint, source_id text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -392,7 +395,11 @@ BEGIN
     FOR v_run IN
         SELECT * FROM rag_runs r WHERE r.status = 'running' ORDER BY r.run_id FOR UPDATE SKIP LOCKED
     LOOP
-        IF (v_run.owner_lock IS NOT NULL AND pg_try_advisory_xact_lock(v_run.owner_lock))
+        IF (v_run.owner_lock IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM rag_operations o
+                            WHERE o.owner_lock = v_run.owner_lock AND o.status IN ('starting', 'running', 'cancelling')
+                              AND o.heartbeat_at >= now() - make_interval(secs => p_grace_seconds))
+            AND pg_try_advisory_xact_lock(v_run.owner_lock))
            OR (v_run.owner_lock IS NULL
                AND v_run.heartbeat_at < now() - make_interval(secs => coalesce(p_stale_seconds, 600))) THEN
             PERFORM rag_end_unfinished_run(v_run, 'failed', 'interrupted: the process running it stopped');

@@ -14,11 +14,15 @@ RETURN jsonb_build_object(
     'startedAt', extract(epoch FROM p_op.started_at)::float8, 'updatedAt', extract(epoch FROM p_op.updated_at)::float8);
 
 -- An operation whose owner is gone ends failed: its owner's advisory lock is free (direct
--- connections), or, for owners without a lock (Supabase RPC), it missed heartbeats for p_stale_seconds.
-CREATE OR REPLACE FUNCTION rag_operation_orphaned(p_op rag_operations, p_stale_seconds integer) RETURNS boolean
+-- connections) and it missed heartbeats for p_grace_seconds (a live owner whose session dropped
+-- takes its lock again within a beat or two), or, for owners without a lock (Supabase RPC), it
+-- missed heartbeats for p_stale_seconds.
+CREATE OR REPLACE FUNCTION rag_operation_orphaned(p_op rag_operations, p_stale_seconds integer, p_grace_seconds integer)
+RETURNS boolean
 LANGUAGE sql VOLATILE
 RETURN p_op.status IN ('starting', 'running', 'cancelling') AND p_op.owner IS NOT NULL
-    AND ((p_op.owner_lock IS NOT NULL AND pg_try_advisory_xact_lock(p_op.owner_lock))
+    AND ((p_op.owner_lock IS NOT NULL AND p_op.heartbeat_at < now() - make_interval(secs => p_grace_seconds)
+          AND pg_try_advisory_xact_lock(p_op.owner_lock))
          OR (p_op.owner_lock IS NULL AND p_op.heartbeat_at < now() - make_interval(secs => p_stale_seconds)));
 
 CREATE OR REPLACE FUNCTION rag_end_orphaned_operation(p_operation_id text) RETURNS void
@@ -110,7 +114,7 @@ BEGIN ATOMIC
 END;
 
 -- One operation as any replica shows it; one whose owner is gone is ended failed first.
-CREATE OR REPLACE FUNCTION rag_get_operation(p_operation_id text, p_stale_seconds integer)
+CREATE OR REPLACE FUNCTION rag_get_operation(p_operation_id text, p_stale_seconds integer, p_grace_seconds integer)
 RETURNS TABLE (operation jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -120,7 +124,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no operation with id %', p_operation_id USING ERRCODE = 'P0002';
     END IF;
-    IF rag_operation_orphaned(v_op, p_stale_seconds) THEN
+    IF rag_operation_orphaned(v_op, p_stale_seconds, p_grace_seconds) THEN
         PERFORM rag_end_orphaned_operation(p_operation_id);
         SELECT * INTO v_op FROM rag_operations o WHERE o.operation_id = p_operation_id;
     END IF;
@@ -168,7 +172,8 @@ END $$;
 
 -- Ends the operations of replicas that are gone (see rag_operation_orphaned) and forgets those
 -- that ended more than p_keep_seconds ago; answers the ids it ended.
-CREATE OR REPLACE FUNCTION rag_recover_interrupted_operations(p_stale_seconds integer, p_keep_seconds integer)
+CREATE OR REPLACE FUNCTION rag_recover_interrupted_operations(
+    p_stale_seconds integer, p_keep_seconds integer, p_grace_seconds integer)
 RETURNS TABLE (operation_id text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -181,7 +186,7 @@ BEGIN
         WHERE o.status IN ('starting', 'running', 'cancelling') AND o.owner IS NOT NULL
         ORDER BY o.started_at FOR UPDATE SKIP LOCKED
     LOOP
-        IF rag_operation_orphaned(v_op, p_stale_seconds) THEN
+        IF rag_operation_orphaned(v_op, p_stale_seconds, p_grace_seconds) THEN
             PERFORM rag_end_orphaned_operation(v_op.operation_id);
             operation_id := v_op.operation_id;
             RETURN NEXT;
