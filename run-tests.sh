@@ -103,6 +103,13 @@ setup_env || { echo "== setup failed" >&2; exit 1; }
 # The web page's pinned browser libraries (python/src/ragserver/web/vendor.json): kept when already there.
 "$VENV/bin/python" python/docker/fetch_web_vendor.py python/src/ragserver/web/static/vendor \
     || { echo "== setup failed: the web page's vendor files (a registry mirror: NPM_CONFIG_REGISTRY)" >&2; exit 1; }
+# The Infinity server of tests/test_ml_remote_infinity.py, in a venv of its own (it pins sentence-transformers < 4
+# and numpy < 2): built when RAGSERVER_INFINITY=1 (CI sets it; those tests then fail instead of skipping).
+if [ "${RAGSERVER_INFINITY:-0}" = "1" ]; then
+    export INFINITY_VENV=${INFINITY_VENV:-$ROOT/.venv-infinity}
+    PYTHON=$PYTHON python/tests/support/infinity_env.sh >/dev/null \
+        || { echo "== setup failed: the Infinity venv (python/tests/support/infinity_env.sh)" >&2; exit 1; }
+fi
 say "setup: $((SECONDS - started)) s"
 . "$VENV/bin/activate"
 
