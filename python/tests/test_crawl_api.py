@@ -106,7 +106,7 @@ async def test_crawl_refresh_and_stop_through_the_api(api_settings: Settings) ->
             items = (await client.get("/api/knowledge-items", params={"per_page": 200})).json()["items"]
             item = next(i for i in items if i["source_id"] == body["source_id"])
             assert item["page_count"] == 11 and item["last_run_status"] == "cancelled"
-            assert item["last_run_error"] == "stopped before it finished; previous content kept"  # not CancelledError
+            assert item["last_run_error"].startswith("stopped before it finished; previous content")  # words
 
 
 async def test_stopping_a_finished_crawl_is_harmless(api_settings: Settings) -> None:

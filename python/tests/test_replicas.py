@@ -186,6 +186,12 @@ async def test_a_reembed_pass_runs_on_one_replica_at_a_time(crawl_ready: Setting
         await asyncio.wait_for(later.ended(), READY_TIMEOUT_S)
         assert later.status == "completed" and later.id in local_ids(b)
 
+        # a pass left queued (its replica failed between queueing and claiming it) is run by a replica with room
+        left = {"progressId": "left-queued", "type": "reembed", "message": "left queued"}
+        await b.runtime.tracker.drain()  # B's pass has ended in the store too: the key is free
+        await a.runtime.store.operations.enqueue(left, job_key="reembed", request={})
+        assert (await wait_operation(b.client, "left-queued"))["status"] == "completed"
+
 
 @contextlib.contextmanager
 def killable_server(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:

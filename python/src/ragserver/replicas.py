@@ -8,7 +8,8 @@ What is queued, and who runs it:
   never shown and is cleared once the job ends.
 - Uploads, folder ingests and re-embeds run where they started (an upload's bytes are in that
   process); they are written through like every operation, so any replica shows and stops them.
-  A re-embed also holds a job key (`start_here`): replicas that start at once run one pass.
+  A re-embed also holds a job key (`start_here`): replicas that start at once run one pass; one
+  left queued (its replica failed before claiming it) is claimed by any replica with room.
 - One active operation per job key (a crawl's source) across all replicas: a second crawl of a
   source being crawled anywhere is refused with the first one's progressId.
 

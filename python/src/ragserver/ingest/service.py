@@ -87,6 +87,8 @@ class IngestService:
     ) -> None:
         self.store = store
         self.replica = replica
+        if replica is not None:
+            replica.register("reembed", self._run_reembed)
         self.ml = ml
         self.settings = settings
         self.progress = progress
@@ -426,6 +428,12 @@ class IngestService:
             if claimed is None:
                 return None
             op = claimed
+        self._run_reembed(op)
+        return op
+
+    def _run_reembed(self, op: Operation, _request: dict[str, Any] | None = None) -> None:
+        """Spawn a pass on `op`; also the runner of a queued pass that another replica's `start_here` left
+        unclaimed (it failed between queueing and claiming), so its job key is never held for good."""
         self._reembed_op = op
 
         async def work() -> Result:
@@ -437,7 +445,6 @@ class IngestService:
             done=lambda _: "embedded the chunks that had no vectors",
             stopped="stopped; the next pass embeds the rest",
         )
-        return op
 
 
 async def _whole(step: Awaitable[T]) -> tuple[T, bool]:
