@@ -241,11 +241,18 @@ function codeExample(example) {
       { class: "example-meta" },
       h("span", { class: "language" }, language),
       " · ",
+      ...headingPath(example.heading_path),
       isWeb(example.url) ? externalLink(example.url) : example.url,
     ),
     example.summary && example.summary !== example.title ? h("p", {}, example.summary) : null,
     h("pre", {}, h("code", { class: `language-${language}` }, example.content)),
   );
+}
+
+/** Where on its page the example stands ("Install › From source · "), nothing when it has no headings. */
+function headingPath(headings) {
+  if (!headings || !headings.length) return [];
+  return [h("span", { class: "heading-path" }, headings.join(" › ")), " · "];
 }
 
 function plural(count, one, many) {
