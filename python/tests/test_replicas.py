@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from support.api_fixtures import READY_TIMEOUT_S, RunningApp, free_port, running
 from support.polling import apoll_until, wait_http, wait_operation
 from support.site_fixtures import FixtureSite, Route, page
 
+from ragserver import progress
 from ragserver.config import Settings
 from ragserver.crawl.request import CrawlRequest
 from ragserver.domain import SourceInfo
@@ -354,3 +356,41 @@ async def test_a_replica_whose_session_dropped_is_not_taken_for_gone_and_takes_i
         await a.tracker.drain()
         assert (await store.operations.get(op.id))["status"] == "completed"
         await a_store.fail_run("dropped", run_id, "cancelled", "test over")
+
+
+async def test_a_stop_asked_for_an_operation_this_replica_forgot_is_skipped_and_beats_go_on(
+    pg_settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operation ends while its final write fails, then newer ones push it out of memory (KEEP_FINISHED), and
+    a stop is asked for it in the store: the beat says so once and still stops the operations it does know."""
+    monkeypatch.setattr(progress, "KEEP_FINISHED", 0)
+    worker = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
+    forgotten = worker.tracker.start("probe", message="ends while the store is away")
+    await worker.tracker.drain()
+    signature = "rag_save_operation(jsonb, bigint, text, bigint)"
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
+        await admin.execute(f"ALTER FUNCTION {signature} RENAME TO rag_save_operation_away")
+        try:
+            forgotten.finish("done")
+            await worker.tracker.drain()
+        finally:
+            await admin.execute(
+                f"ALTER FUNCTION {signature.replace('rag_save_operation', 'rag_save_operation_away')}"
+                " RENAME TO rag_save_operation"
+            )
+    running = worker.tracker.start("probe", message="still running here")  # pushes the ended one out
+    await worker.tracker.drain()
+    assert worker.tracker.known(forgotten.id) is None
+    assert (await store.operations.request_cancel(forgotten.id)).stopping  # the store still has it active
+
+    with caplog.at_level(logging.WARNING, logger="ragserver.replicas"):
+        await worker.beat()
+        await worker.beat()
+    assert [r.getMessage() for r in caplog.records].count(
+        f"replica {worker.replica}: a stop was asked for operation {forgotten.id}, which it no longer knows"
+    ) == 1
+
+    assert (await store.operations.request_cancel(running.id)).stopping
+    await worker.beat()
+    assert running.cancelled
+    await worker.tracker.drain()

@@ -250,6 +250,10 @@ class ProgressTracker:
         except KeyError:
             raise NotFound(f"no operation with id {operation_id!r}") from None
 
+    def known(self, operation_id: str) -> Operation | None:
+        """The operation with this id while this replica still keeps it, else None."""
+        return self._operations.get(operation_id)
+
     def list(self, *, active_only: bool = False) -> list[dict[str, Any]]:
         """Snapshots of known operations, newest first."""
         ops = sorted(self._operations.values(), key=lambda o: o.started_at, reverse=True)
@@ -277,7 +281,7 @@ class ProgressTracker:
 
     def _holder(self, operation_id: str) -> Operation | OperationStore:
         """This replica's operation of that id, else the store that knows the others' (NotFound without one)."""
-        op = self._operations.get(operation_id)
+        op = self.known(operation_id)
         if op is not None:
             return op
         if self._shared is None:

@@ -69,6 +69,7 @@ class ReplicaWorker:
         self._clock: Clock = clock or LoopClock()
         self._runners: dict[str, JobRunner] = {}
         self._jobs: set[str] = set()  # ids of the jobs this replica claimed
+        self._forgotten_stops: set[str] = set()  # stops asked for operations the tracker forgot (logged once)
         tracker.share(store.operations, self.replica)
 
     def register(self, kind: str, runner: JobRunner) -> None:
@@ -143,8 +144,16 @@ class ReplicaWorker:
         if not self.tracker.owned():
             return
         for operation_id in await self.store.operations.heartbeat(self.replica):
-            op = self.tracker.get(operation_id)
-            if op.status in ACTIVE:
+            op = self.tracker.known(operation_id)
+            if op is None:  # ended here and forgotten while its final write failed: nothing left to stop
+                if operation_id not in self._forgotten_stops:
+                    self._forgotten_stops.add(operation_id)
+                    log.warning(
+                        "replica %s: a stop was asked for operation %s, which it no longer knows",
+                        self.replica,
+                        operation_id,
+                    )
+            elif op.status in ACTIVE:
                 op.cancel()
 
     async def claim_queued(self) -> list[Operation]:
