@@ -10,14 +10,17 @@ import hashlib
 import http.client
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
+from starlette.applications import Starlette
 from support.api_fixtures import API_KEY, RunningApp, live_server
 
 from ragserver.config import Settings
+from ragserver.web import web_routes
 from ragserver.web.files import CONTENT_SECURITY_POLICY, STATIC_DIR
 
 pytestmark = pytest.mark.slow
@@ -164,3 +167,19 @@ async def test_paths_out_of_the_page_folder_are_refused(server: RunningApp, path
     status, body = await asyncio.to_thread(raw_get, server.base_url, path)
     assert status in (400, 404), (path, status)
     assert b"import" not in body and b"root:" not in body, path
+
+
+@pytest.mark.parametrize("path", ["/", "/assets/js/main.js"])
+async def test_a_package_without_its_page_folder_answers_a_json_503_saying_how_to_fix_it(
+    tmp_path: Path, path: str
+) -> None:
+    """The routes the app mounts, over a folder that a broken package build left out."""
+    missing = tmp_path / "static"
+    app = Starlette(routes=web_routes(missing))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(path)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["success"] is False and body["error"] == "web_page_missing"
+    assert str(missing) in body["message"] and "reinstall" in body["message"]

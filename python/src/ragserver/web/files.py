@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import PathLike, StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
+
+from ragserver.errors import Unavailable
 
 #: Where the page lives in the package (index.html, css/, js/, and vendor/ fetched at build time).
 STATIC_DIR = Path(__file__).parent / "static"
@@ -43,8 +45,28 @@ JAVASCRIPT_SUFFIXES = frozenset({".js", ".mjs"})
 JAVASCRIPT_TYPE = "text/javascript; charset=utf-8"
 
 
+class PageMissing(Unavailable):
+    """The package was built without its page folder: the API works, the page cannot be served."""
+
+    code = "web_page_missing"
+
+
 class PageFiles(StaticFiles):
-    """StaticFiles whose answers (304s included) carry the page's headers and JavaScript's type."""
+    """StaticFiles whose answers (304s included) carry the page's headers and JavaScript's type.
+
+    A missing folder answers a JSON 503 saying how to get the page back, where StaticFiles would fail
+    every request with a 500."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.directory is not None and not os.path.isdir(self.directory):
+            missing = PageMissing(
+                f"the web page's files are not installed ({self.directory} is missing): reinstall ragserver "
+                "with its package data (pip install ./python from a checkout, or the Docker image); the API and "
+                "/docs still work"
+            )
+            await JSONResponse(missing.to_json(), status_code=missing.status_code)(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def file_response(
         self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
