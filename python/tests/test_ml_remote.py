@@ -103,6 +103,25 @@ def test_a_server_that_does_not_answer_times_out(standin: ModelServerStandin) ->
         embedder.embed(TEXTS)
 
 
+def test_a_search_s_call_is_tried_once_within_its_own_budget_and_its_failure_does_not_stop_ingest(
+    standin: ModelServerStandin,
+) -> None:
+    server = RemoteServer(
+        "embedding", f"{standin.base_url}/v1", KEY, timeout_s=30, retries=2, cooldown_s=3600, query_timeout_s=0.5
+    )
+    embedder = OpenAIEmbedder(server, "all-minilm", batch_size=8)
+    standin.faults.append("timeout")
+    with pytest.raises(RemoteModelError, match=r"no answer within 0.5 s \(REMOTE_QUERY_TIMEOUT_S\) \(1 attempt\)"):
+        embedder.embed(TEXTS[:1], quick=True)
+    with pytest.raises(RemoteModelError, match="not asked again for REMOTE_COOLDOWN_S"):
+        embedder.embed(TEXTS[:1], quick=True)
+    assert len(standin.requests) == 1 and standin.holding == 1
+    standin.faults.append("500")
+    assert len(embedder.embed(TEXTS)) == 3  # ingest: asked despite the search's failure, and retried
+    assert standin.inputs_per_request("/v1/embeddings") == [1, 3, 3] and server.failure is None
+    assert len(embedder.embed(TEXTS[:1], quick=True)) == 1  # the server answered: searches ask it again
+
+
 def test_a_401_is_not_retried(standin: ModelServerStandin) -> None:
     embedder = _embedder(standin, retries=3)
     standin.faults.append("401")

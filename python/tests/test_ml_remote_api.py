@@ -9,6 +9,7 @@ a server down at start is probed again; a changed model goes through the re-embe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -65,11 +66,9 @@ def remote_settings(base: Settings, standin: ModelServerStandin, tmp_path: Path,
         rerank_api_key=RERANK_KEY,
         reranker_model="minilm-cosine-reranker",
         use_reranking=True,
-        remote_retries=1,
-        remote_timeout_s=10.0,
-        remote_cooldown_s=0.0,  # each request asks the server (the cooldown has its own test)
         ml_user_base=tmp_path / "no-ml-env",
-        **changes,
+        # each request asks the server (the cooldown has its own test)
+        **{"remote_retries": 1, "remote_timeout_s": 10.0, "remote_cooldown_s": 0.0, **changes},
     )
 
 
@@ -121,7 +120,7 @@ async def test_failing_backends_make_searches_fall_back_and_health_say_why(
         client = running.client
         assert (await upload_document(client, marker))["status"] == "completed"
 
-        standin.faults.extend(["nan", "500", "500"])  # the query's embedding is garbage; the rerank fails twice
+        standin.faults.extend(["nan", "500"])  # the query's embedding is garbage; the rerank fails (not retried)
         answer = (await client.post("/api/rag/query", json={"query": f"{marker} lighthouse lamp"})).json()
         assert answer["search_mode"] == "full_text_fallback", answer
         assert answer["reranking_applied"] is False and answer["rerank_skipped"] == "error", answer
@@ -137,6 +136,39 @@ async def test_failing_backends_make_searches_fall_back_and_health_say_why(
         assert answer["search_mode"] == "hybrid" and answer["reranking_applied"] is True, answer
         health = (await client.get("/health")).json()
         assert health["status"] == "ok" and health["ml"]["embedder"]["state"] == "ready", health
+
+
+@pytest.mark.parametrize(("hanging", "faults"), [("query embed", ["timeout"]), ("rerank", ["ok", "timeout"])])
+async def test_a_server_that_holds_a_search_s_request_costs_it_only_its_query_budget(
+    pg_settings: Settings, standin: ModelServerStandin, tmp_path: Path, hanging: str, faults: list[str]
+) -> None:
+    """Ingest's budget (REMOTE_TIMEOUT_S x retries) is far beyond the guard's deadline: only the query budget
+    lets the search answer, while the stand-in still holds the request, and the next search be served."""
+    settings = remote_settings(
+        pg_settings, standin, tmp_path, remote_timeout_s=600.0, remote_retries=3, remote_query_timeout_s=1.0
+    )
+    marker = f"hang{uuid.uuid4().hex[:10]}"
+    async with running_app(settings) as running:
+        client = running.client
+        assert (await upload_document(client, marker))["status"] == "completed"
+
+        standin.faults.extend(faults)
+        query = {"query": f"{marker} lighthouse lamp"}
+        async with asyncio.timeout(120):  # a guard against a hang, not a measurement
+            answer = (await client.post("/api/rag/query", json=query)).json()
+            assert standin.holding == 1, "the stand-in answered the held request"
+            if hanging == "query embed":
+                assert answer["search_mode"] == "full_text_fallback", answer
+            else:
+                assert answer["search_mode"] == "hybrid" and answer["rerank_skipped"] == "error", answer
+            assert marker in answer["results"][0]["content"]
+            model = "embedder" if hanging == "query embed" else "reranker"
+            reason = (await client.get("/health")).json()["ml"][model]["reason"]
+            assert "no answer within 1 s (REMOTE_QUERY_TIMEOUT_S) (1 attempt)" in reason, reason
+
+            answer = (await client.post("/api/rag/query", json=query)).json()  # the inference thread is free
+        assert answer["search_mode"] == "hybrid" and answer["reranking_applied"] is True, answer
+        assert standin.holding == 1
 
 
 async def test_an_ingest_whose_embeddings_fail_fails_its_run_and_nothing_of_it_shows(

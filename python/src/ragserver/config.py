@@ -53,8 +53,13 @@ class Settings:
     )
     rerank_url: str = _setting("", "Base URL of the rerank server; /rerank is appended (e.g. http://gpu-box:7997).")
     rerank_api_key: str = _setting("", "Bearer key of the rerank server (secret, never logged).")
-    remote_timeout_s: float = _setting(30.0, "Time budget of one request to a remote model server, in seconds.")
+    remote_timeout_s: float = _setting(
+        30.0, "Time budget of one ingest or start-up request to a remote model server, in seconds."
+    )
     remote_retries: int = _setting(3, "Retries (with backoff) of a remote model request after a 429/5xx or no answer.")
+    remote_query_timeout_s: float = _setting(
+        3.0, "Time budget of a search's remote query embed or rerank, in seconds (one try, then full text)."
+    )
     remote_cooldown_s: float = _setting(
         10.0, "Seconds a remote model server that failed after its retries is not asked (requests fail at once)."
     )
@@ -113,7 +118,9 @@ class Settings:
         "", "OpenAI-compatible chat API base URL incl. /v1 (Ollama, vLLM, LM Studio, OpenAI); empty: /api/rag/ask off."
     )
     llm_model: str = _setting("", "Chat model /api/rag/ask asks, as the LLM server names it (e.g. qwen3:8b).")
-    llm_api_key: str = _setting("", "Bearer key of the LLM server (secret, never logged or returned); empty: none sent.")
+    llm_api_key: str = _setting(
+        "", "Bearer key of the LLM server (secret, never logged or returned); empty: none sent."
+    )
     llm_timeout_s: float = _setting(
         120.0, "Seconds the LLM may stay silent (connecting: at most 10) before an ask answers 504."
     )
@@ -175,8 +182,8 @@ def check_remote_models(settings: Settings) -> None:
             raise ConfigError(f"{prefix}_BACKEND must be one of {' | '.join(allowed)}, got {backend!r}")
         if backend != "local" and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{prefix}_BACKEND={backend} needs {prefix}_URL, the server's http(s):// base URL")
-    if settings.remote_timeout_s <= 0:
-        raise ConfigError("REMOTE_TIMEOUT_S must be more than 0")
+    if min(settings.remote_timeout_s, settings.remote_query_timeout_s) <= 0:
+        raise ConfigError("REMOTE_TIMEOUT_S and REMOTE_QUERY_TIMEOUT_S must be more than 0")
     if settings.remote_retries < 0 or settings.remote_cooldown_s < 0:
         raise ConfigError("REMOTE_RETRIES and REMOTE_COOLDOWN_S must be 0 or more")
     if min(settings.embedding_batch_size, settings.rerank_batch_size) < 1:

@@ -9,8 +9,8 @@ through it find what a local model would. Tests steer it:
   OpenAI-compatible /v1/embeddings: in order, without `object` fields); rerank answers are sorted by
   score, as Cohere and TEI sort them;
 - `faults`: one fault per coming request, first in first out: "500", "401", "timeout" (the answer
-  never comes, until the stand-in stops), "not_json", "no_data", "wrong_count", "nan",
-  "wrong_dimension";
+  never comes, until the stand-in stops; `holding` counts such requests), "not_json", "no_data",
+  "wrong_count", "nan", "wrong_dimension"; "ok" answers as without a fault;
 - `max_batch`: requests with more inputs get a 413;
 - `down()` / `up()`: stop listening (connection refused) and listen again on the same port.
 
@@ -49,6 +49,7 @@ class ModelServerStandin:
     faults: deque[str] = field(default_factory=deque)
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
+    holding: int = 0  # "timeout" requests still held (aiohttp does not cancel a handler whose client left)
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -104,7 +105,9 @@ class ModelServerStandin:
         self.requests.append(Seen(request.path, body, request.headers.get("Authorization")))
         fault = self.faults.popleft() if self.faults else None
         if fault == "timeout":
+            self.holding += 1
             await self._never.wait()
+            self.holding -= 1
             return body, web.Response(status=503), None
         if fault in ("500", "401"):
             return body, web.json_response({"error": f"stand-in fault {fault}"}, status=int(fault)), None

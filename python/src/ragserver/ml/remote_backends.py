@@ -52,6 +52,7 @@ def _server(settings: Settings, role: str, url: str, api_key: str) -> RemoteServ
         timeout_s=settings.remote_timeout_s,
         retries=settings.remote_retries,
         cooldown_s=settings.remote_cooldown_s,
+        query_timeout_s=settings.remote_query_timeout_s,
     )
 
 

@@ -10,6 +10,7 @@ are, since not every server does it. No tokenizer is at hand, so token counts ar
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from ragserver.ml.remote_http import RemoteServer, finite_float, in_batches
 
@@ -45,12 +46,14 @@ class OpenAIEmbedder:
     def measure(self, texts: list[str]) -> list[int]:
         return self.count_tokens(texts)
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Unit-length vectors in input order, EMBEDDING_BATCH_SIZE texts per request (halved on a 413)."""
-        return in_batches(self._request, texts, self.batch_size)
+    def embed(self, texts: list[str], *, quick: bool = False) -> list[list[float]]:
+        """Unit-length vectors in input order, EMBEDDING_BATCH_SIZE texts per request (halved on a 413);
+        `quick` for a search's query (RemoteServer.post)."""
+        return in_batches(partial(self._request, quick=quick), texts, self.batch_size)
 
-    def _request(self, texts: list[str]) -> list[list[float]]:
-        answer = self.server.post("embeddings", {"model": self.model_name, "input": texts, "encoding_format": "float"})
+    def _request(self, texts: list[str], *, quick: bool = False) -> list[list[float]]:
+        body = {"model": self.model_name, "input": texts, "encoding_format": "float"}
+        answer = self.server.post("embeddings", body, quick=quick)
         return self._vectors(answer, len(texts))
 
     def _vectors(self, answer: object, count: int) -> list[list[float]]:

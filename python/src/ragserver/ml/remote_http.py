@@ -6,7 +6,9 @@ Blocking on purpose: the remote models sit behind the same blocking contracts as
 local model. What a failure means decides what happens next:
 
 - no answer, a timeout, a 429 or a 5xx: retried REMOTE_RETRIES times with doubling pauses, then a
-  RemoteModelError (searches fall back, an ingest run fails);
+  RemoteModelError (searches fall back, an ingest run fails); a `quick` call (a search's query embed or
+  rerank) is not retried and waits REMOTE_QUERY_TIMEOUT_S at most, so a hanging server costs a search
+  seconds before it falls back to full text, and holds the model's inference thread no longer;
 - a 413: BatchTooLarge at once, so the caller halves the batch;
 - any other 4xx (a wrong key, an unknown model): a RemoteModelError at once, no retry helps;
 - a body that is not JSON: a RemoteModelError saying the server answered garbage.
@@ -14,7 +16,8 @@ local model. What a failure means decides what happens next:
 The last failure is kept (and cleared by the next success) so /health can say the backend is failing
 and why; `url` is the base URL without credentials, safe to show. For REMOTE_COOLDOWN_S after such a
 failure requests fail at once, without asking the server: the one inference thread of a model must
-not spend every search's time on retries against a server known to be down.
+not spend every search's time on retries against a server known to be down. A quick call's failure
+cools down quick calls only: a server too slow for a search may still be fine for an ingest.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,12 +64,20 @@ class RemoteServer:
     """POSTs JSON to one model server; `role` ("embedding" | "rerank") names it in messages."""
 
     def __init__(
-        self, role: str, base_url: str, api_key: str, *, timeout_s: float, retries: int, cooldown_s: float = 0.0
+        self,
+        role: str,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float,
+        retries: int,
+        cooldown_s: float = 0.0,
+        query_timeout_s: float | None = None,
     ) -> None:
         self.role = role
         self.url = public_url(base_url)
-        self.timeout_s = timeout_s
-        self.retries = retries
+        self.patient = CallBudget(timeout_s, retries, "REMOTE_TIMEOUT_S")
+        self.quick = CallBudget(query_timeout_s or timeout_s, 0, "REMOTE_QUERY_TIMEOUT_S")
         self.cooldown_s = cooldown_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         parts = urlsplit(base_url)
@@ -80,68 +92,83 @@ class RemoteServer:
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
         )
         self._lock = threading.Lock()
-        self._failure: str | None = None
-        self._failed_at = 0.0
+        self._failures: dict[bool, tuple[str, float]] = {}  # quick? -> (why the last call failed, when)
 
     @property
     def failure(self) -> str | None:
-        """Why the last request failed after its retries; None once one succeeds again."""
+        """Why the last request failed (after its retries); None once one succeeds again."""
         with self._lock:
-            return self._failure
+            latest = max(self._failures.values(), key=lambda failure: failure[1], default=None)
+        return latest[0] if latest else None
 
     def close(self) -> None:
         self._client.close()
 
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        """The decoded JSON answer to POST `path`; RemoteModelError (or BatchTooLarge) when it fails."""
-        with self._lock:
-            cooling = self._failure is not None and time.monotonic() - self._failed_at < self.cooldown_s
-            failure = self._failure
-        if cooling:
-            raise RemoteModelError(f"{failure} (not asked again for REMOTE_COOLDOWN_S={self.cooldown_s:g} s)")
+    def post(self, path: str, body: dict[str, Any], *, quick: bool = False) -> Any:
+        """The decoded JSON answer to POST `path`; RemoteModelError (or BatchTooLarge) when it fails.
+
+        `quick`: a search waits for it, so one try within REMOTE_QUERY_TIMEOUT_S.
+        """
+        cooling = self._cooling(quick)
+        if cooling is not None:
+            raise RemoteModelError(f"{cooling} (not asked again for REMOTE_COOLDOWN_S={self.cooldown_s:g} s)")
         try:
-            answer = self._post_with_retries(path, body)
+            answer = self._post_with_retries(path, body, self.quick if quick else self.patient)
         except RemoteModelError as exc:
             if not isinstance(exc, BatchTooLarge):
-                self._record(exc.message)
+                self._record(exc.message, quick=quick)
             raise
         self._record(None)
         return answer
 
     def garbage(self, what: str) -> RemoteModelError:
-        """The error for an answer of the wrong shape (the caller checked it), recorded for /health."""
+        """The error for an answer of the wrong shape (the caller checked it), recorded for /health; it
+        cools down every call (a server that answers garbage is broken, not slow)."""
         error = RemoteModelError(f"the {self.role} server at {self.url} answered garbage: {what}")
         self._record(error.message)
         return error
 
-    def _record(self, failure: str | None) -> None:
+    def _cooling(self, quick: bool) -> str | None:
+        """The failure that keeps this call from asking the server now: a quick call heeds every
+        recent failure, a patient one only those of patient calls."""
+        now = time.monotonic()
         with self._lock:
-            self._failure = failure
-            self._failed_at = time.monotonic()
+            kinds = (True, False) if quick else (False,)
+            recent = [self._failures[kind] for kind in kinds if kind in self._failures]
+        cooling = [why for why, when in recent if now - when < self.cooldown_s]
+        return cooling[0] if cooling else None
 
-    def _post_with_retries(self, path: str, body: dict[str, Any]) -> Any:
+    def _record(self, failure: str | None, *, quick: bool = False) -> None:
+        """Keep a call's failure; a success (failure None) of any call clears them all: the server answers."""
+        with self._lock:
+            if failure is None:
+                self._failures.clear()
+            else:
+                self._failures[quick] = (failure, time.monotonic())
+
+    def _post_with_retries(self, path: str, body: dict[str, Any], budget: CallBudget) -> Any:
         pause = BACKOFF_FIRST_S
-        for attempt in range(self.retries + 1):
-            failure = self._attempt(path, body)
+        for attempt in range(budget.retries + 1):
+            failure = self._attempt(path, body, budget)
             if not isinstance(failure, str):
                 return failure.value
-            if attempt < self.retries:
+            if attempt < budget.retries:
                 log.warning("%s server %s: %s; retrying in %.1f s", self.role, self.url, failure, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, BACKOFF_MAX_S)
-        attempts = self.retries + 1
+        attempts = budget.retries + 1
         raise RemoteModelError(
             f"the {self.role} server at {self.url} failed: {failure} ({attempts} attempt{'s' * (attempts > 1)})"
         )
 
-    def _attempt(self, path: str, body: dict[str, Any]) -> _Answer | str:
+    def _attempt(self, path: str, body: dict[str, Any], budget: CallBudget) -> _Answer | str:
         """One request: the answer, or why it is worth retrying; raises when retrying cannot help."""
         import httpx
 
         try:
-            response = self._client.post(path.lstrip("/"), json=body)
+            response = self._client.post(path.lstrip("/"), json=body, timeout=budget.timeout_s)
         except httpx.TimeoutException:
-            return f"no answer within {self.timeout_s:g} s (REMOTE_TIMEOUT_S)"
+            return f"no answer within {budget.timeout_s:g} s ({budget.setting})"
         except httpx.TransportError as exc:
             return f"unreachable: {type(exc).__name__}: {exc}"
         status = response.status_code
@@ -155,6 +182,15 @@ class RemoteServer:
             return _Answer(response.json())
         except ValueError:
             raise self.garbage(f"not JSON: {_excerpt(response)!r}") from None
+
+
+@dataclass(frozen=True)
+class CallBudget:
+    """How long one kind of call may take: each try's timeout (named by `setting` in messages) and retries."""
+
+    timeout_s: float
+    retries: int
+    setting: str
 
 
 class _Answer:

@@ -63,21 +63,22 @@ class RemoteReranker:
     def count_tokens(self, pairs: list[tuple[str, str]]) -> list[int]:
         return [estimate_tokens(query) + estimate_tokens(document) for query, document in pairs]
 
-    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        """Relevance of each pair in input order, one request series per distinct query."""
+    def score(self, pairs: list[tuple[str, str]], *, quick: bool = False) -> list[float]:
+        """Relevance of each pair in input order, one request series per distinct query; `quick` for a
+        search waiting on it (RemoteServer.post)."""
         positions: dict[str, list[int]] = {}
         for position, (query, _) in enumerate(pairs):
             positions.setdefault(query, []).append(position)
         scores = [0.0] * len(pairs)
         for query, where in positions.items():
             documents = [pairs[position][1] for position in where]
-            found = in_batches(partial(self._request, query), documents, self.batch_size)
+            found = in_batches(partial(self._request, query, quick=quick), documents, self.batch_size)
             for position, value in zip(where, found, strict=True):
                 scores[position] = value
         return scores
 
-    def _request(self, query: str, documents: list[str]) -> list[float]:
-        answer = self.server.post("rerank", self._body(query, documents, self.model_name))
+    def _request(self, query: str, documents: list[str], *, quick: bool = False) -> list[float]:
+        answer = self.server.post("rerank", self._body(query, documents, self.model_name), quick=quick)
         rows = self._rows(answer)
         if rows is None:
             raise self.server.garbage(f"not the {self.kind.removeprefix('remote-')} /rerank shape")

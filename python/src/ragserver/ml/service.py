@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -120,6 +121,8 @@ class MLService:
         self._no_load_running = asyncio.Event()
         self._no_load_running.set()
         self._embed_worker: BatchWorker[str, list[float]] | None = None
+        # A remote embedder's ingest runs in a worker of its own: its retries must not hold searches.
+        self._bulk_embed_worker: BatchWorker[str, list[float]] | None = None
         self._rerank_worker: BatchWorker[tuple[str, str], float] | None = None
         self._remote_embedder: OpenAIEmbedder | None = None
         self._remote_reranker: RemoteReranker | None = None
@@ -151,7 +154,7 @@ class MLService:
         if remote_embed is not None:
             self._remote_embedder = remote_embed
             if await self._probe_remote(remote_embed):
-                self._start_embed_worker(remote_embed)
+                self._start_remote_embed_workers(remote_embed)
             else:
                 self._reprobe = asyncio.create_task(self._reprobe_remote(remote_embed), name="ml-embedder-reprobe")
         elif placement is not None:
@@ -159,7 +162,7 @@ class MLService:
                 self.settings.embedding_model, _EMBEDDERS, SentenceTransformerEmbedder, placement, self._embed_state
             )
             if embedder is not None:
-                self._start_embed_worker(embedder, local=True)
+                self._start_local_embed_worker(embedder)
         if not self.settings.use_reranking:
             return
         reranker: Reranker | None = remote_rerank
@@ -179,7 +182,7 @@ class MLService:
             self._reranker = reranker
             self._rerank_worker = BatchWorker(
                 "reranker",
-                reranker.score,
+                partial(remote_rerank.score, quick=True) if remote_rerank else reranker.score,
                 reranker.count_tokens,
                 max_batch_tokens=self.batch_tokens,
                 queue_size=self.settings.ml_queue_size,
@@ -219,23 +222,42 @@ class MLService:
         """Pins a local model's inference thread to its share of the cores (search or bulk)."""
         return partial(use_cpu_threads, self._cpu_threads[kind]) if self._cpu_threads else None
 
-    def _start_embed_worker(self, embedder: Embedder, *, local: bool = False) -> None:
-        self._embedder = embedder
+    def _start_local_embed_worker(self, embedder: Embedder) -> None:
+        """One worker; its bulk rounds run in a low-priority thread on the bulk share of the cores."""
+        bulk = bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=self._thread_setup("bulk"))
+        self._serve_embedder(
+            embedder, self._embed_batcher("embedder", embedder, embedder.embed, self._thread_setup("search"), bulk)
+        )
+
+    def _start_remote_embed_workers(self, embedder: OpenAIEmbedder) -> None:
+        """Searches' quick calls in one worker, ingest's patient ones (with retries) in another, so a hanging
+        server holds a search for REMOTE_QUERY_TIMEOUT_S at most (the server does its own batching)."""
+        self._bulk_embed_worker = self._embed_batcher("embedder-bulk", embedder, embedder.embed)
+        self._bulk_embed_worker.start()
+        self._serve_embedder(embedder, self._embed_batcher("embedder", embedder, partial(embedder.embed, quick=True)))
+
+    def _embed_batcher(
+        self,
+        name: str,
+        embedder: Embedder,
+        run: Callable[[list[str]], list[list[float]]],
+        thread_setup: Callable[[], None] | None = None,
+        bulk: ThreadPoolExecutor | None = None,
+    ) -> BatchWorker[str, list[float]]:
         limit = embedder.max_seq_length
-        self._embed_worker = BatchWorker(
-            "embedder",
-            embedder.embed,
+        return BatchWorker(
+            name,
+            run,
             lambda texts: [min(n, limit) for n in embedder.measure(texts)],
             max_batch_tokens=self.batch_tokens,
             queue_size=self.settings.ml_queue_size,
-            thread_setup=self._thread_setup("search") if local else None,
-            bulk_executor=(
-                bulk_executor("ml-embedder-bulk", self.settings.bulk_nice, setup=self._thread_setup("bulk"))
-                if local
-                else None
-            ),
+            thread_setup=thread_setup,
+            bulk_executor=bulk,
         )
-        self._embed_worker.start()
+
+    def _serve_embedder(self, embedder: Embedder, worker: BatchWorker[str, list[float]]) -> None:
+        self._embedder, self._embed_worker = embedder, worker
+        worker.start()
         self._embedder_up.set()
 
     async def _probe_remote(self, embedder: OpenAIEmbedder) -> bool:
@@ -257,7 +279,7 @@ class MLService:
         while True:
             await asyncio.sleep(pause)
             if await self._probe_remote(embedder):
-                self._start_embed_worker(embedder)
+                self._start_remote_embed_workers(embedder)
                 log.info("the embedding server %s answers now (dimension %d)", embedder.server.url, embedder.dimension)
                 return
             pause = min(pause * 2, REPROBE_MAX_S)
@@ -296,10 +318,10 @@ class MLService:
         if self._reprobe is not None:
             self._reprobe.cancel()
             await asyncio.gather(self._reprobe, return_exceptions=True)
-        for worker in (self._embed_worker, self._rerank_worker):
+        for worker in (self._embed_worker, self._bulk_embed_worker, self._rerank_worker):
             if worker is not None:
                 await worker.stop()
-        self._embed_worker = self._rerank_worker = None
+        self._embed_worker = self._bulk_embed_worker = self._rerank_worker = None
         for remote in (self._remote_embedder, self._remote_reranker):
             if remote is not None:
                 remote.server.close()
@@ -365,10 +387,14 @@ class MLService:
         return self._placement.device if self._placement else None
 
     @property
+    def _embed_workers(self) -> list[BatchWorker[str, list[float]]]:
+        return [worker for worker in (self._embed_worker, self._bulk_embed_worker) if worker is not None]
+
+    @property
     def batches_run(self) -> dict[str, int]:
         """Forward passes each worker has run (observability; tests check batching with it)."""
         return {
-            "embedder": self._embed_worker.batches_run if self._embed_worker else 0,
+            "embedder": sum(worker.batches_run for worker in self._embed_workers),
             "reranker": self._rerank_worker.batches_run if self._rerank_worker else 0,
         }
 
@@ -376,7 +402,7 @@ class MLService:
     def tokens_run(self) -> dict[str, int]:
         """Tokens of the forward passes each worker has run (observability; budget tests time by it)."""
         return {
-            "embedder": self._embed_worker.tokens_run if self._embed_worker else 0,
+            "embedder": sum(worker.tokens_run for worker in self._embed_workers),
             "reranker": self._rerank_worker.tokens_run if self._rerank_worker else 0,
         }
 
@@ -413,7 +439,8 @@ class MLService:
         """
         if self._embed_worker is None:
             raise Unavailable(f"embedder not ready: {self._embed_state.reason}", details=self._fix())
-        return await self._embed_worker.submit(list(texts), bulk=bulk)
+        worker = self._bulk_embed_worker if bulk and self._bulk_embed_worker else self._embed_worker
+        return await worker.submit(list(texts), bulk=bulk)
 
     async def rerank(self, query: str, documents: list[str]) -> list[float]:
         """Relevance in [0, 1] of each document to `query`, in input order."""
