@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from support.api_fixtures import RunningApp, free_port, running_app
+from support.api_fixtures import RunningApp, free_port, live_server, running_app
 from support.openai_chat_standin import MODEL, Behaviour, ChatStandin, chat_standin
-from support.polling import wait_operation
+from support.polling import apoll_until, wait_operation
 
 from ragserver.answer.prompt import NOT_IN_SOURCES
 from ragserver.answer.service import NO_ANSWER
@@ -229,13 +229,41 @@ async def test_without_an_llm_asking_is_a_409_that_names_the_settings(api: Runni
 
 
 async def test_an_llm_that_is_down_is_a_502(api_settings: Settings) -> None:
-    settings = dataclasses.replace(api_settings, llm_url=f"http://127.0.0.1:{free_port()}/v1", llm_model=MODEL)
+    port = free_port()
+    url = f"http://ask:pw-SECRET-1b2c@127.0.0.1:{port}/v1"
+    settings = dataclasses.replace(api_settings, llm_url=url, llm_model=MODEL)
     async with running_app(settings) as app:
         for stream in (False, True):
             response = await app.client.post("/api/rag/ask", json={"question": "gadget", "stream": stream})
             assert response.status_code == 502, response.text
             body = response.json()
             assert body["error"] == "llm_error" and "could not be reached" in body["message"]
+            assert "pw-SECRET-1b2c" not in body["message"] and f"http://127.0.0.1:{port}/v1" in body["message"]
+
+
+async def test_a_client_that_leaves_a_stream_lets_go_of_the_llm_request(api_settings: Settings) -> None:
+    """Over a real socket (uvicorn): the LLM would stay silent far longer than the poll's deadline, so only
+    the client's leaving can end the stand-in's request."""
+    async with chat_standin() as standin:
+        standin.behaviour = Behaviour(mode="hang_mid_stream")
+        settings = dataclasses.replace(api_settings, llm_url=standin.base_url, llm_model=MODEL, llm_timeout_s=600.0)
+        async with live_server(settings) as app:
+            ask = {"question": "How are vectors stored?", "stream": True, "match_count": 1}
+            async with app.client.stream("POST", "/api/rag/ask", json=ask) as response:
+                assert response.status_code == 200
+                deltas = 0
+                async for line in response.aiter_lines():
+                    deltas += line == "event: delta"
+                    if deltas == 2:
+                        break
+            left = await apoll_until(
+                lambda: _value(standin.left), lambda n: n == 1, what="the LLM request to be let go", timeout=60
+            )
+        assert left == 1 and len(standin.requests) == 1
+
+
+async def _value(value: int) -> int:
+    return value
 
 
 async def test_an_llm_error_answer_is_a_502_with_its_message_and_never_the_key(
@@ -268,6 +296,7 @@ async def test_an_llm_that_hangs_is_a_504_after_the_configured_timeout(asking: A
         ("hang_mid_stream", "llm_timeout", "did not answer within"),
         ("drop_mid_stream", "llm_error", "failed"),
         ("error_mid_stream", "llm_error", "the model crashed"),
+        ("end_mid_stream", "llm_error", "ended its stream before the answer was complete"),
     ],
 )
 async def test_an_llm_failing_mid_stream_ends_the_stream_with_an_error_event(

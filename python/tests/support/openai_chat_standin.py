@@ -9,8 +9,10 @@ sent. What it answers is set per test through `behaviour`:
 - `mode`: "ok"; "hang" (accepts the request, never answers); "status" (answers 500, its error echoing
   the Authorization header); "garbage" (an HTML page); "no_choices" (JSON of another shape);
   "no_stream" (a whole completion although a stream was asked for, as servers that cannot stream do);
-  "hang_mid_stream" (two pieces, then silence); "drop_mid_stream" (two pieces, then the connection
-  closes); "error_mid_stream" (two pieces, then OpenAI's `data: {"error": ...}`).
+  "hang_mid_stream" (two pieces, then silence until the client leaves; `left` counts those);
+  "drop_mid_stream" (two pieces, then the connection closes); "error_mid_stream" (two pieces, then
+  OpenAI's `data: {"error": ...}`); "end_mid_stream" (two pieces, then the body ends cleanly, without a
+  finish reason or `[DONE]`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class ChatStandin:
     requests: list[Recorded] = field(default_factory=list)
     behaviour: Behaviour = field(default_factory=Behaviour)
     never: asyncio.Event = field(default_factory=asyncio.Event)  # what a hanging answer waits for: never set
+    left: int = 0  # hang_mid_stream answers whose client closed the connection
 
 
 def _chunk(text: str | None, finish_reason: str | None) -> bytes:
@@ -111,9 +114,14 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
 async def _fail_mid_stream(standin: ChatStandin, request: web.Request, response: web.StreamResponse) -> Any:
     mode = standin.behaviour.mode
     if mode == "hang_mid_stream":
-        await standin.never.wait()
-    if mode == "error_mid_stream":
-        await response.write(b'data: {"error": {"message": "the model crashed", "type": "server_error"}}\n\n')
+        transport = request.transport
+        while transport is not None and not transport.is_closing():  # aiohttp runs on when the client leaves
+            await asyncio.sleep(0.05)
+        standin.left += 1
+        return response
+    if mode in ("error_mid_stream", "end_mid_stream"):
+        if mode == "error_mid_stream":
+            await response.write(b'data: {"error": {"message": "the model crashed", "type": "server_error"}}\n\n')
         await response.write_eof()
         return response
     assert request.transport is not None

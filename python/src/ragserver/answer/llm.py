@@ -4,8 +4,10 @@ Every call has a budget: connecting at most CONNECT_TIMEOUT_S, and the server ma
 LLM_TIMEOUT_S between two pieces of its answer. So an LLM that is down answers LLMError (502) and one that
 hangs LLMTimeout (504), never a request that waits forever. A stream is opened (status and headers read)
 before it is handed out, so a server that refuses the request still fails as a plain 502/504 before any
-event has gone to the caller. LLM_API_KEY goes out as a Bearer header and is masked out of every message
-made here: an error body may echo what the server received.
+event has gone to the caller. A stream that ends without `[DONE]` or a finish reason was cut off: an
+LLMError, not an answer that looks whole. LLM_API_KEY goes out as a Bearer header and is masked out of
+every message made here (an error body may echo what the server received); messages name LLM_URL without
+its user:password.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import httpx
 from ragserver.config import Settings
 from ragserver.domain import SECRET_MASK
 from ragserver.errors import ConfigError, LLMError, LLMTimeout
+from ragserver.ml.remote_http import public_url
 
 CONNECT_TIMEOUT_S = 10.0
 ERROR_BODY_CHARS = 300
@@ -82,6 +85,8 @@ class ChatStream:
                 text = self.completion.take(self._client.parse(payload))
                 if text:
                     yield text
+            if self.completion.finish_reason is None:
+                raise LLMError(f"the LLM at {self._client.shown_url} ended its stream before the answer was complete")
         except httpx.HTTPError as exc:
             raise self._client.translate(exc) from exc
 
@@ -105,6 +110,7 @@ class ChatClient:
         self.settings = settings
         self.model = settings.llm_model
         self.url = settings.llm_url.rstrip("/") + "/chat/completions"
+        self.shown_url = public_url(self.url)  # httpx sends a user:password in the URL as basic auth
         headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
         timeout = httpx.Timeout(settings.llm_timeout_s, connect=min(CONNECT_TIMEOUT_S, settings.llm_timeout_s))
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
@@ -163,29 +169,29 @@ class ChatClient:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise LLMError(f"the LLM at {self.url} answered something that is not JSON: {self._masked(payload)}")
+            raise LLMError(f"the LLM at {self.shown_url} answered something that is not JSON: {self._masked(payload)}")
         error = body.get("error")  # OpenAI's shape of a failure, also sent in the middle of a stream
         if error:
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise LLMError(f"the LLM at {self.url} reported an error: {self._masked(str(message))}")
+            raise LLMError(f"the LLM at {self.shown_url} reported an error: {self._masked(str(message))}")
         return body
 
     def translate(self, exc: httpx.HTTPError) -> LLMError:
         """An httpx failure as our error: a timeout is a 504, anything else (refused, cut off, bad URL) a 502."""
         if isinstance(exc, httpx.TimeoutException):
             return LLMTimeout(
-                f"the LLM at {self.url} did not answer within LLM_TIMEOUT_S={self.settings.llm_timeout_s:g} s"
+                f"the LLM at {self.shown_url} did not answer within LLM_TIMEOUT_S={self.settings.llm_timeout_s:g} s"
             )
         detail = self._masked(str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.ConnectError):
-            return LLMError(f"the LLM at {self.url} could not be reached: {detail}")
-        return LLMError(f"the LLM at {self.url} failed: {detail}")
+            return LLMError(f"the LLM at {self.shown_url} could not be reached: {detail}")
+        return LLMError(f"the LLM at {self.shown_url} failed: {detail}")
 
     def _check_status(self, status: int, body: str) -> None:
         if status < 400:
             return
         hint = " (check LLM_API_KEY)" if status in (401, 403) else " (check LLM_MODEL)" if status == 404 else ""
-        raise LLMError(f"the LLM at {self.url} answered HTTP {status}{hint}: {self._masked(body)}")
+        raise LLMError(f"the LLM at {self.shown_url} answered HTTP {status}{hint}: {self._masked(body)}")
 
     def _masked(self, text: str) -> str:
         """At most ERROR_BODY_CHARS of a foreign text, on one line, without the API key."""
