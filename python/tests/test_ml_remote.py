@@ -125,9 +125,10 @@ def test_a_search_s_call_is_tried_once_within_its_own_budget_and_its_failure_doe
 def test_a_401_is_not_retried(standin: ModelServerStandin) -> None:
     embedder = _embedder(standin, retries=3)
     standin.faults.append("401")
-    with pytest.raises(RemoteModelError, match="HTTP 401"):
+    with pytest.raises(RemoteModelError, match="HTTP 401") as caught:
         embedder.embed(TEXTS)
     assert len(standin.requests) == 1
+    assert KEY not in caught.value.message and "Bearer ***" in caught.value.message  # the server echoed it
 
 
 @pytest.mark.parametrize("garbage", ["not_json", "no_data", "wrong_count", "nan", "wrong_dimension"])

@@ -8,7 +8,8 @@ through it find what a local model would. Tests steer it:
 - `flavour`: "openai" (data in reversed index order, as a server may send it) or "ollama" (Ollama's
   OpenAI-compatible /v1/embeddings: in order, without `object` fields); rerank answers are sorted by
   score, as Cohere and TEI sort them;
-- `faults`: one fault per coming request, first in first out: "500", "401", "timeout" (the answer
+- `faults`: one fault per coming request, first in first out: "500", "401" (its error echoes the
+  Authorization header, as a careless server's may), "timeout" (the answer
   never comes, until the stand-in stops; `holding` counts such requests), "not_json", "no_data",
   "wrong_count", "nan", "wrong_dimension"; "ok" answers as without a fault;
 - `max_batch`: requests with more inputs get a 413;
@@ -109,8 +110,11 @@ class ModelServerStandin:
             await self._never.wait()
             self.holding -= 1
             return body, web.Response(status=503), None
-        if fault in ("500", "401"):
-            return body, web.json_response({"error": f"stand-in fault {fault}"}, status=int(fault)), None
+        if fault == "401":
+            error = f"stand-in fault 401: bad key in {request.headers.get('Authorization')}"
+            return body, web.json_response({"error": error}, status=401), None
+        if fault == "500":
+            return body, web.json_response({"error": "stand-in fault 500"}, status=500), None
         if fault == "not_json":
             return body, web.Response(text="<html>gateway says hello</html>", content_type="text/html"), None
         if self.max_batch is not None and len(_inputs(body)) > self.max_batch:

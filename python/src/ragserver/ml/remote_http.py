@@ -7,17 +7,19 @@ local model. What a failure means decides what happens next:
 
 - no answer, a timeout, a 429 or a 5xx: retried REMOTE_RETRIES times with doubling pauses, then a
   RemoteModelError (searches fall back, an ingest run fails); a `quick` call (a search's query embed or
-  rerank) is not retried and waits REMOTE_QUERY_TIMEOUT_S at most, so a hanging server costs a search
-  seconds before it falls back to full text, and holds the model's inference thread no longer;
+  rerank) is tried once with REMOTE_QUERY_TIMEOUT_S as its timeout, so a server that hangs costs a
+  search seconds before it falls back to full text, and holds the model's inference thread no longer;
 - a 413: BatchTooLarge at once, so the caller halves the batch;
 - any other 4xx (a wrong key, an unknown model): a RemoteModelError at once, no retry helps;
 - a body that is not JSON: a RemoteModelError saying the server answered garbage.
 
 The last failure is kept (and cleared by the next success) so /health can say the backend is failing
-and why; `url` is the base URL without credentials, safe to show. For REMOTE_COOLDOWN_S after such a
-failure requests fail at once, without asking the server: the one inference thread of a model must
-not spend every search's time on retries against a server known to be down. A quick call's failure
-cools down quick calls only: a server too slow for a search may still be fine for an ingest.
+and why; `url` is the base URL without credentials, safe to show, and a quoted answer body has the key
+and the URL's password masked (a server may echo what it was sent; /health is not a log line).
+For REMOTE_COOLDOWN_S after such a failure requests fail at once, without asking the server: the
+one inference thread of a model must not spend every search's time on retries against a server
+known to be down. A quick call's failure cools down quick calls only: a server too slow for a
+search may still be fine for an ingest.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ragserver.domain import SECRET_MASK
 from ragserver.errors import RemoteModelError
 
 if TYPE_CHECKING:  # imported where used: check-ml runs in the bootstrap image, which has no httpx
@@ -82,6 +85,7 @@ class RemoteServer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         parts = urlsplit(base_url)
         auth = (parts.username or "", parts.password or "") if parts.username else None
+        self._secrets = [secret for secret in (api_key, parts.password) if secret]
         import httpx
 
         self._client = httpx.Client(
@@ -173,15 +177,24 @@ class RemoteServer:
             return f"unreachable: {type(exc).__name__}: {exc}"
         status = response.status_code
         if status == 429 or status >= 500:
-            return f"HTTP {status}: {_excerpt(response)}"
+            return f"HTTP {status}: {self._excerpt(response)}"
         if status == 413:
             raise BatchTooLarge(f"the {self.role} server at {self.url} refused a batch as too large (HTTP 413)")
         if status >= 400:
-            raise RemoteModelError(f"the {self.role} server at {self.url} answered HTTP {status}: {_excerpt(response)}")
+            raise RemoteModelError(
+                f"the {self.role} server at {self.url} answered HTTP {status}: {self._excerpt(response)}"
+            )
         try:
             return _Answer(response.json())
         except ValueError:
-            raise self.garbage(f"not JSON: {_excerpt(response)!r}") from None
+            raise self.garbage(f"not JSON: {self._excerpt(response)!r}") from None
+
+    def _excerpt(self, response: httpx.Response) -> str:
+        """The start of an answer's body, to quote in an error, without the key or the URL's password."""
+        text = response.text[:BODY_EXCERPT_CHARS]
+        for secret in self._secrets:
+            text = text.replace(secret, SECRET_MASK)
+        return text.strip() or "(empty body)"
 
 
 @dataclass(frozen=True)
@@ -200,10 +213,6 @@ class _Answer:
 
     def __init__(self, value: Any) -> None:
         self.value = value
-
-
-def _excerpt(response: httpx.Response) -> str:
-    return response.text[:BODY_EXCERPT_CHARS].strip() or "(empty body)"
 
 
 def finite_float(value: object) -> float | None:
