@@ -160,16 +160,25 @@ function bodyOf(content, title, headingPath) {
   return !first.includes("\n") && lastPart && flat(last).startsWith(lastPart) ? content.slice(split + 2) : content;
 }
 
+// Words too common to be worth marking when the query has others ("how to configure the widget": "widget").
+const STOPWORDS = new Set(
+  "a an and are as at be by do does for from how i in is it of on or the to what when where which who why with".split(
+    " ",
+  ),
+);
+
 /** The query's distinct words, longest first (so the longer of two overlapping terms is the one marked). */
 function queryTerms(query) {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
-  const useful = words.length > 1 ? words.filter((word) => word.length > 1) : words;
-  return [...new Set(useful)].sort((a, b) => b.length - a.length);
+  const useful = words.filter((word) => word.length > 1 && !STOPWORDS.has(word));
+  return [...new Set(useful.length ? useful : words)].sort((a, b) => b.length - a.length);
 }
 
-/** One capturing group of all terms, their regex characters escaped, matched in any case. */
+/** One capturing group of all terms, regex characters escaped, in any case, where a word starts ("widget" marks
+ * "widgets" but "in" not the middle of "bearings"). */
 function termPattern(terms) {
-  return new RegExp(`(${terms.map((term) => term.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})`, "gi");
+  const alternatives = terms.map((term) => term.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|");
+  return new RegExp(`(?<![\\p{L}\\p{N}_])(${alternatives})`, "giu");
 }
 
 /** About SNIPPET_CHARS of `text` (blanks collapsed) from a little before the first matched term. */
