@@ -312,6 +312,17 @@ async def test_an_llm_failing_mid_stream_ends_the_stream_with_an_error_event(
     assert "".join(data["text"] for name, data in events[1:3]) == STANDIN_ANSWER[:14]
 
 
+async def test_an_llm_that_streams_garbage_ends_the_stream_with_an_error_event(
+    asking: Asking, standin: ChatStandin
+) -> None:
+    standin.behaviour = Behaviour(mode="garbage")  # an HTML page, no `data:` line in it
+    response = await asking.ask(stream=True)
+    assert response.status_code == 200, response.text
+    events = sse_events(response.text)
+    assert [name for name, _ in events] == ["references", "error"], events
+    assert events[-1][1]["error"] == "llm_error" and "before the answer was complete" in events[-1][1]["message"]
+
+
 @pytest.mark.parametrize(
     "fields",
     [
