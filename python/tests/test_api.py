@@ -64,7 +64,7 @@ async def test_upload_query_delete_round_trip(api: RunningApp) -> None:
     started = await upload(client, f"{marker}.md", data, tags='["guide", "api"]', knowledge_type="technical")
     assert started["success"] is True and started["filename"] == f"{marker}.md"
     state = await wait_operation(client, started["progressId"])
-    assert state["status"] == "completed", state
+    assert state["status"] == "completed" and state["name"] == f"{marker}.md", state
 
     source = await source_of(client, marker)
     assert source["chunk_count"] >= 1 and source["tags"] == ["guide", "api"]

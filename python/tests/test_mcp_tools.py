@@ -205,6 +205,7 @@ async def test_crawl_follow_refresh_and_stop(knowledge: Knowledge) -> None:
                 what="the crawl to end",
             )
             assert done["status"] == "completed" and done["type"] == "crawl", done
+            assert done["name"] == site.url("/")  # what the page names the operation's card after
             assert done["counts"]["pages_crawled"] == 11
             assert all(headers.get("X-Docs-Token") == TOKEN for _, headers in site.requests)
             sources = await call(mcp, "rag_get_available_sources", {"library": "fixture-docs"})
@@ -225,6 +226,8 @@ async def test_crawl_follow_refresh_and_stop(knowledge: Knowledge) -> None:
                 lambda: progress(refresh["progress_id"]), lambda s: s["status"] in FINAL, what="the refresh to stop"
             )
             assert end["status"] == "cancelled", end
+            (crawled,) = [s for s in sources["sources"] if s["source_id"] == started["source_id"]]
+            assert end["name"] == crawled["title"] != ""  # a refresh is named after its source
             again = await call(mcp, "stop_operation", {"progress_id": refresh["progress_id"]})
             assert again["cancelled"] is False
             kept = await call(mcp, "rag_list_pages_for_source", {"source_id": started["source_id"]})

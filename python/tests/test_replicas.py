@@ -87,7 +87,7 @@ async def test_a_crawl_on_a_is_followed_and_stopped_from_b(crawl_ready: Settings
             progress_id = started.json()["progressId"]
 
             seen = await wait_operation(b.client, progress_id, lambda s: s["counts"].get("pages_crawled", 0) >= 1)
-            assert seen["status"] == "running" and seen["type"] == "crawl"
+            assert seen["status"] == "running" and seen["type"] == "crawl" and seen["name"] == site.url("/")
             assert progress_id in local_ids(a) and progress_id not in local_ids(b)  # B answered from the store
             listed = (await b.client.get("/api/progress/")).json()["operations"]
             assert progress_id in [o["progressId"] for o in listed]
@@ -154,13 +154,15 @@ async def test_a_queued_job_of_a_full_replica_waits_and_one_with_room_takes_it(s
     full = ReplicaWorker(ProgressTracker(), store, max_jobs=0)
     started: list[Operation] = []
     full.register("probe", lambda op, request: started.append(op))
-    queued = await full.submit("probe", message="waits", job_key="probe-key", request={"n": 1})
+    queued = await full.submit("probe", name="probe 1", message="waits", job_key="probe-key", request={"n": 1})
     assert not isinstance(queued, Operation) and started == []
-    assert (await store.operations.get(queued.id))["step"] == "queued"
+    waiting = await store.operations.get(queued.id)
+    assert waiting["step"] == "queued" and waiting["name"] == "probe 1"
 
     roomy = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
     roomy.register("probe", lambda op, request: started.append(op))
     assert [op.id for op in await roomy.claim_queued()] == [queued.id] == [op.id for op in started]
+    assert started[0].name == "probe 1"  # the job keeps its name on the replica that claimed it
 
 
 async def schedule_when_free(app: RunningApp) -> Operation:
@@ -275,13 +277,24 @@ async def test_a_queued_job_stopped_before_any_replica_claimed_it_ends_cancelled
 ) -> None:
     worker = ReplicaWorker(ProgressTracker(), store, max_jobs=0)
     worker.register("probe", lambda op, request: None)
-    queued = await worker.submit("probe", message="never runs", job_key="probe-stop", request={"n": 1})
+    queued = await worker.submit("probe", name="probe 2", message="never runs", job_key="probe-stop", request={"n": 1})
     assert not isinstance(queued, Operation)
     assert await worker.tracker.stop(queued.id) is True
     assert (await store.operations.get(queued.id))["status"] == "cancelled"
     worker.max_jobs = 1
     assert await worker.claim_queued() == []
     assert await worker.tracker.stop(queued.id) is False
+
+
+async def test_an_operation_started_on_one_replica_shows_its_name_on_another(store: Store) -> None:
+    a = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
+    b = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
+    op = a.tracker.start("upload", name="notes.md", message="ingesting notes.md")
+    await a.tracker.drain()
+    assert (await b.tracker.find(op.id))["name"] == "notes.md"
+    assert [s["name"] for s in await b.tracker.overview() if s["progressId"] == op.id] == ["notes.md"]
+    op.finish("done")
+    await a.tracker.drain()
 
 
 async def test_a_state_whose_write_failed_is_written_at_the_next_beat(pg_settings: Settings, store: Store) -> None:

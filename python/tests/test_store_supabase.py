@@ -277,6 +277,7 @@ async def test_operations_over_rpc(supabase_store: Store) -> None:
     snapshot = {
         "progressId": "op-rpc",
         "type": "upload",
+        "name": "notes.md",
         "status": "running",
         "progress": 40.0,
         "step": "storing",

@@ -58,6 +58,7 @@ class ProgressSnapshot(BaseModel):
 
     progressId: str
     type: str = Field(description="upload | ingest | crawl | reembed")
+    name: str = Field(description="What it works on: a crawl's start URL, an uploaded file's name, a source's title")
     status: Literal["starting", "running", "cancelling", "completed", "failed", "cancelled"]
     progress: float = Field(ge=0, le=100)
     step: str
@@ -83,6 +84,7 @@ class Operation:
     id: str
     kind: str
     tracker: ProgressTracker
+    name: str = ""  # what it works on, for people (a card's title): a URL, a file name, a source's title
     status: str = "starting"
     progress: float = 0.0
     step: str = "starting"
@@ -168,6 +170,7 @@ class Operation:
         return {
             "progressId": self.id,
             "type": self.kind,
+            "name": self.name,
             "status": self.status,
             "progress": round(self.progress, 1),
             "step": self.step,
@@ -232,10 +235,16 @@ class ProgressTracker:
             self.publish(op)
 
     def start(
-        self, kind: str, *, message: str = "", operation_id: str | None = None, started_at: float | None = None
+        self,
+        kind: str,
+        *,
+        name: str = "",
+        message: str = "",
+        operation_id: str | None = None,
+        started_at: float | None = None,
     ) -> Operation:
-        """Create and register a new operation of the given kind (upload, crawl, ingest, reembed)."""
-        op = Operation(id=operation_id or str(uuid.uuid4()), kind=kind, tracker=self, message=message)
+        """Create and register a new operation of the given kind (upload, crawl, ingest, reembed) on `name`."""
+        op = Operation(id=operation_id or str(uuid.uuid4()), kind=kind, tracker=self, name=name, message=message)
         if started_at is not None:  # a queued job keeps the time it was queued
             op.started_at = started_at
         self._operations[op.id] = op

@@ -87,12 +87,12 @@ class ReplicaWorker:
         return len(self._jobs)
 
     async def submit(
-        self, kind: str, *, message: str, job_key: str | None, request: dict[str, Any]
+        self, kind: str, *, name: str, message: str, job_key: str | None, request: dict[str, Any]
     ) -> Operation | Queued:
-        """Queue a job (Busy when an active operation holds `job_key`) and claim it here when there is
-        room: the claimed Operation, whose work the caller starts, else Queued."""
+        """Queue a job on `name` (Busy when an active operation holds `job_key`) and claim it here when
+        there is room: the claimed Operation, whose work the caller starts, else Queued."""
         operation_id = await self.store.operations.enqueue(
-            {"progressId": str(uuid.uuid4()), "type": kind, "message": message}, job_key=job_key, request=request
+            _queued(kind, name, message), job_key=job_key, request=request
         )
         if not self.has_room:
             return Queued(operation_id)
@@ -101,12 +101,12 @@ class ReplicaWorker:
             return Queued(operation_id)
         return self._adopt(job)
 
-    async def start_here(self, kind: str, *, message: str, job_key: str) -> Operation | None:
+    async def start_here(self, kind: str, *, name: str, message: str, job_key: str) -> Operation | None:
         """Start an operation that runs on this replica (whatever its room) and holds `job_key` across
         replicas; None when an active operation holds the key (or the new one was stopped at once)."""
         try:
             operation_id = await self.store.operations.enqueue(
-                {"progressId": str(uuid.uuid4()), "type": kind, "message": message}, job_key=job_key, request={}
+                _queued(kind, name, message), job_key=job_key, request={}
             )
         except Busy:
             return None
@@ -183,6 +183,7 @@ class ReplicaWorker:
         """This replica's Operation for a job it claimed (`counted`: it takes room under max_jobs)."""
         op = self.tracker.start(
             job.kind,
+            name=job.snapshot["name"],
             message=job.snapshot["message"],
             operation_id=job.operation_id,
             started_at=float(job.snapshot["startedAt"]),
@@ -190,3 +191,8 @@ class ReplicaWorker:
         if counted:
             self._jobs.add(op.id)
         return op
+
+
+def _queued(kind: str, name: str, message: str) -> dict[str, str]:
+    """The snapshot a new job is queued with (a fresh id; the store fills in the rest)."""
+    return {"progressId": str(uuid.uuid4()), "type": kind, "name": name, "message": message}

@@ -71,16 +71,18 @@ class CrawlService:
         if replica is not None:
             replica.register("crawl", self._run_claimed)
 
-    async def start_crawl(self, request: CrawlRequest) -> Operation | Queued:
+    async def start_crawl(self, request: CrawlRequest, *, name: str | None = None) -> Operation | Queued:
         """Check the target and the budget (refused targets raise 4xx here), then crawl in the background:
-        here, or (queued, no room here) on the first replica with room."""
+        here, or (queued, no room here) on the first replica with room. `name` (the operation's) defaults to
+        the start URL."""
         request = await self._budgeted(request)
         if self.replica is None:
-            op = self._start_operation(request)
+            op = self._start_operation(request, name)
         else:
             self._refuse_if_running(request)
             started = await self.replica.submit(
                 "crawl",
+                name=name or request.url,
                 message=f"crawling {request.url}",
                 job_key=source_id_for(request.url),
                 request=request.model_dump(mode="json"),
@@ -104,12 +106,12 @@ class CrawlService:
             "version": source.get("version"),
         }
         request = CrawlRequest.checked(**{"url": source["origin"], **options, **labels})
-        return await self.start_crawl(request)
+        return await self.start_crawl(request, name=source.get("title") or request.url)
 
     async def crawl(self, request: CrawlRequest, on_progress: SnapshotCallback | None = None) -> Result:
         """Crawl in the foreground (the CLI): returns the result, raises when the crawl fails."""
         request = await self._budgeted(request)
-        op = self._start_operation(request)
+        op = self._start_operation(request, None)
         try:
             return await self.progress.run(
                 op, self._run(request, op, on_progress), done=_done_message(request), stopped=_stopped(request)
@@ -140,10 +142,10 @@ class CrawlService:
                 details={"progressId": current.id, "source_id": source_id},
             )
 
-    def _start_operation(self, request: CrawlRequest) -> Operation:
-        """A new crawl operation, unless that source is being crawled right now."""
+    def _start_operation(self, request: CrawlRequest, name: str | None) -> Operation:
+        """A new crawl operation on `name` (default: the start URL), unless that source is being crawled now."""
         self._refuse_if_running(request)
-        op = self.progress.start("crawl", message=f"crawling {request.url}")
+        op = self.progress.start("crawl", name=name or request.url, message=f"crawling {request.url}")
         self._running[source_id_for(request.url)] = op
         return op
 

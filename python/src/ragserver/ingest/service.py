@@ -60,6 +60,7 @@ STOPPED = "stopped; the previous content was kept"
 RUN_STOPPED = "stopped before it finished; previous content kept"
 RUN_STOPPED_PROGRESSIVE = "stopped before it finished; previous content (a first crawl: its pages so far) kept"
 REEMBED_MESSAGE = "embedding chunks stored without vectors"
+REEMBED_NAME = "Chunks without vectors"  # a pass covers every source's chunks, so no source names it
 REEMBED_JOB_KEY = "reembed"  # one pass at a time across replicas (rag_operations' active job keys)
 
 T = TypeVar("T")
@@ -334,7 +335,7 @@ class IngestService:
             tags=list(tags or []),
             metadata={"filename": name, "bytes": len(data), **source_labels(library, version)},
         )
-        op = self.progress.start("upload", message=f"ingesting {name}")
+        op = self.progress.start("upload", name=name, message=f"ingesting {name}")
 
         async def work() -> Result:
             documents = await self._off_loop(lambda: parse_bytes(data, name, kind, content_type))
@@ -368,7 +369,7 @@ class IngestService:
             knowledge_type=knowledge_type,
             tags=list(tags or []),
         )
-        op = self.progress.start("ingest", message=f"ingesting {resolved}")
+        op = self.progress.start("ingest", name=str(resolved), message=f"ingesting {resolved}")
         if on_progress is not None:
             self.progress.add_listener(_for_operation(op.id, on_progress))
         if kind is not None:
@@ -422,9 +423,11 @@ class IngestService:
         if not self.ml.embedder_ready or scheduled or self._reembed_lock.locked():
             return None
         if self.replica is None:
-            op = self.progress.start("reembed", message=REEMBED_MESSAGE)
+            op = self.progress.start("reembed", name=REEMBED_NAME, message=REEMBED_MESSAGE)
         else:
-            claimed = await self.replica.start_here("reembed", message=REEMBED_MESSAGE, job_key=REEMBED_JOB_KEY)
+            claimed = await self.replica.start_here(
+                "reembed", name=REEMBED_NAME, message=REEMBED_MESSAGE, job_key=REEMBED_JOB_KEY
+            )
             if claimed is None:
                 return None
             op = claimed

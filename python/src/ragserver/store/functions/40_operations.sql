@@ -1,7 +1,7 @@
 -- Operations shared by the replicas (table rag_operations, migration 0008): the owner writes each
 -- state through, any replica reads it and asks for a stop, queued jobs are claimed by one replica,
 -- and the operations of a replica that is gone end failed. An operation is passed in and out as
--- the JSON the API shows (progressId, type, status, progress, step, message, counts, result,
+-- the JSON the API shows (progressId, type, name, status, progress, step, message, counts, result,
 -- error, startedAt, updatedAt: Unix times).
 --
 -- Error codes the Store translates: no_data_found (P0002) -> NotFound.
@@ -9,7 +9,8 @@
 CREATE OR REPLACE FUNCTION rag_operation_json(p_op rag_operations) RETURNS jsonb
 LANGUAGE sql STABLE
 RETURN jsonb_build_object(
-    'progressId', p_op.operation_id, 'type', p_op.kind, 'status', p_op.status, 'progress', p_op.progress,
+    'progressId', p_op.operation_id, 'type', p_op.kind, 'name', p_op.name, 'status', p_op.status,
+    'progress', p_op.progress,
     'step', p_op.step, 'message', p_op.message, 'counts', p_op.counts, 'result', p_op.result, 'error', p_op.error,
     'startedAt', extract(epoch FROM p_op.started_at)::float8, 'updatedAt', extract(epoch FROM p_op.updated_at)::float8);
 
@@ -42,9 +43,10 @@ CREATE OR REPLACE FUNCTION rag_save_operation(p_op jsonb, p_version bigint, p_ow
 RETURNS TABLE (cancel_requested boolean)
 LANGUAGE sql
 BEGIN ATOMIC
-    INSERT INTO rag_operations AS o (operation_id, kind, status, progress, step, message, counts, result, error,
-                                     owner, owner_lock, version, started_at, updated_at, finished_at)
-    VALUES (p_op ->> 'progressId', p_op ->> 'type', p_op ->> 'status', (p_op ->> 'progress')::real,
+    INSERT INTO rag_operations AS o (operation_id, kind, name, status, progress, step, message, counts, result,
+                                     error, owner, owner_lock, version, started_at, updated_at, finished_at)
+    VALUES (p_op ->> 'progressId', p_op ->> 'type', coalesce(p_op ->> 'name', ''), p_op ->> 'status',
+            (p_op ->> 'progress')::real,
             p_op ->> 'step', p_op ->> 'message', coalesce(p_op -> 'counts', '{}'), coalesce(p_op -> 'result', '{}'),
             p_op ->> 'error', p_owner, p_owner_lock, p_version, to_timestamp((p_op ->> 'startedAt')::float8),
             to_timestamp((p_op ->> 'updatedAt')::float8),
@@ -69,8 +71,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id text;
 BEGIN
-    INSERT INTO rag_operations AS o (operation_id, kind, step, message, job_key, request)
-    VALUES (p_op ->> 'progressId', p_op ->> 'type', 'queued', coalesce(p_op ->> 'message', ''), p_job_key, p_request)
+    INSERT INTO rag_operations AS o (operation_id, kind, name, step, message, job_key, request)
+    VALUES (p_op ->> 'progressId', p_op ->> 'type', coalesce(p_op ->> 'name', ''), 'queued',
+            coalesce(p_op ->> 'message', ''), p_job_key, p_request)
     ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND status IN ('starting', 'running', 'cancelling') DO NOTHING
     RETURNING o.operation_id INTO v_id;
     IF v_id IS NOT NULL THEN

@@ -9,6 +9,8 @@
 CREATE TABLE IF NOT EXISTS rag_operations (
     operation_id     text PRIMARY KEY,
     kind             text NOT NULL,
+    -- what it works on, for people: a crawl's start URL, an uploaded file's name, a refreshed source's title
+    name             text NOT NULL DEFAULT '',
     status           text NOT NULL DEFAULT 'starting'
                      CHECK (status IN ('starting', 'running', 'cancelling', 'completed', 'failed', 'cancelled')),
     progress         real NOT NULL DEFAULT 0,

@@ -46,7 +46,7 @@ export async function showActiveOperations(container) {
     const { operations: active } = await api("/api/progress/"); // newest first
     hideError(error);
     for (const snapshot of active.toReversed()) {
-      trackOperation(snapshot.progressId, snapshot.message || snapshot.type, container);
+      trackOperation(snapshot.progressId, snapshot.name || snapshot.message || snapshot.type, container);
       operations.get(snapshot.progressId).apply(snapshot);
     }
   } catch (err) {
