@@ -68,6 +68,15 @@ async def test_ask_streams_the_answer_then_lists_the_references(api_settings: Se
         assert code == 1 and "the model crashed" in stderr and "Traceback" not in stderr, stderr
 
 
+async def test_ask_masks_the_llm_urls_password_in_its_log(api_settings: Settings, source_id: str) -> None:
+    async with chat_standin() as standin:
+        url = standin.base_url.replace("http://", "http://ask:pw-SECRET-77aa@")
+        env = cli_env(api_settings, LLM_URL=url, LLM_MODEL=MODEL, ASK_MIN_RERANK_SCORE="0", LOG_LEVEL="info")
+        code, stdout, stderr = await run_ask(env, "where are the vectors kept?", "--source", source_id)
+    assert code == 0 and stdout.startswith(STANDIN_ANSWER), stderr
+    assert "HTTP Request: POST" in stderr and "pw-SECRET-77aa" not in stderr, stderr  # httpx logs the URL
+
+
 async def test_ask_without_an_llm_names_the_settings(api_settings: Settings) -> None:
     code, _, stderr = await run_ask(cli_env(api_settings, LLM_URL="", LLM_MODEL=""), "anything")
     assert code == 1, stderr

@@ -294,14 +294,15 @@ async def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     require_llm(settings)  # before the models load
     question = Question(args.question, args.source, args.match_count, args.library, args.version)
-    async with _Session(settings) as runtime:
-        stream = await runtime.services.answer.open_stream(question)
-        async for event in stream.events():
-            if isinstance(event, DeltaEvent):
-                print(event.text, end="", flush=True)
-            elif isinstance(event, ErrorEvent):
-                print()
-                raise RagServerError(event.message)
+    with secrets_masked_in_logs(settings):  # LLM_API_KEY and the model servers' keys, as `serve` masks them
+        async with _Session(settings) as runtime:
+            stream = await runtime.services.answer.open_stream(question)
+            async for event in stream.events():
+                if isinstance(event, DeltaEvent):
+                    print(event.text, end="", flush=True)
+                elif isinstance(event, ErrorEvent):
+                    print()
+                    raise RagServerError(event.message)
     print()
     for reference in stream.grounding.references:
         mark = "*" if reference.cited else " "
