@@ -297,27 +297,34 @@ async def test_an_operation_started_on_one_replica_shows_its_name_on_another(sto
     await a.tracker.drain()
 
 
-async def test_a_state_whose_write_failed_is_written_at_the_next_beat(pg_settings: Settings, store: Store) -> None:
-    """The store refuses the write of an operation's end (its save function is away, as in an outage): the
-    next beat writes it, so other replicas do not show it running, nor its job key held, for good."""
+@contextlib.asynccontextmanager
+async def ended_while_the_store_is_away(
+    settings: Settings, store: Store
+) -> AsyncIterator[tuple[ReplicaWorker, Operation]]:
+    """A replica's operation, written as started, whose end the store refuses: every write of an operation's
+    state fails meanwhile (its save function renamed), as in an outage that leaves the rest answering."""
     worker = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
     op = worker.tracker.start("probe", message="ends while the store is away")
     await worker.tracker.drain()
-    signature = "rag_save_operation(jsonb, bigint, text, bigint)"
-    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
-        await admin.execute(f"ALTER FUNCTION {signature} RENAME TO rag_save_operation_away")
+    signature = "(jsonb, bigint, text, bigint)"
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as admin:
+        await admin.execute(f"ALTER FUNCTION rag_save_operation{signature} RENAME TO rag_save_operation_away")
         try:
             op.finish("done")
             await worker.tracker.drain()
-            assert (await store.operations.get(op.id))["status"] == "starting"  # the end did not reach the store
-            await worker.beat()
-            await worker.tracker.drain()
-            assert (await store.operations.get(op.id))["status"] == "starting"  # still away: kept for later
+            yield worker, op
         finally:
-            await admin.execute(
-                f"ALTER FUNCTION {signature.replace('rag_save_operation', 'rag_save_operation_away')}"
-                " RENAME TO rag_save_operation"
-            )
+            await admin.execute(f"ALTER FUNCTION rag_save_operation_away{signature} RENAME TO rag_save_operation")
+
+
+async def test_a_state_whose_write_failed_is_written_at_the_next_beat(pg_settings: Settings, store: Store) -> None:
+    """The store refuses the write of an operation's end (its save function is away, as in an outage): the
+    next beat writes it, so other replicas do not show it running, nor its job key held, for good."""
+    async with ended_while_the_store_is_away(pg_settings, store) as (worker, op):
+        assert (await store.operations.get(op.id))["status"] == "starting"  # the end did not reach the store
+        await worker.beat()
+        await worker.tracker.drain()
+        assert (await store.operations.get(op.id))["status"] == "starting"  # still away: kept for later
     await worker.beat()
     await worker.tracker.drain()
     assert (await store.operations.get(op.id))["status"] == "completed"
@@ -377,20 +384,8 @@ async def test_a_stop_asked_for_an_operation_this_replica_forgot_is_skipped_and_
     """An operation ends while its final write fails, then newer ones push it out of memory (KEEP_FINISHED), and
     a stop is asked for it in the store: the beat says so once and still stops the operations it does know."""
     monkeypatch.setattr(progress, "KEEP_FINISHED", 0)
-    worker = ReplicaWorker(ProgressTracker(), store, max_jobs=1)
-    forgotten = worker.tracker.start("probe", message="ends while the store is away")
-    await worker.tracker.drain()
-    signature = "rag_save_operation(jsonb, bigint, text, bigint)"
-    async with await psycopg.AsyncConnection.connect(pg_settings.database_url, autocommit=True) as admin:
-        await admin.execute(f"ALTER FUNCTION {signature} RENAME TO rag_save_operation_away")
-        try:
-            forgotten.finish("done")
-            await worker.tracker.drain()
-        finally:
-            await admin.execute(
-                f"ALTER FUNCTION {signature.replace('rag_save_operation', 'rag_save_operation_away')}"
-                " RENAME TO rag_save_operation"
-            )
+    async with ended_while_the_store_is_away(pg_settings, store) as (worker, forgotten):
+        pass
     running = worker.tracker.start("probe", message="still running here")  # pushes the ended one out
     await worker.tracker.drain()
     assert worker.tracker.known(forgotten.id) is None
