@@ -61,7 +61,7 @@ class Settings:
         3.0, "Time budget of a search's remote query embed or rerank, in seconds (one try, then full text)."
     )
     remote_cooldown_s: float = _setting(
-        10.0, "Seconds a remote model server that failed after its retries is not asked (requests fail at once)."
+        10.0, "Seconds a failed remote model server is not asked (requests fail at once; ingest's: after its retries)."
     )
     embedding_batch_size: int = _setting(64, "Texts per request to a remote embedding server (halved on a 413).")
     rerank_batch_size: int = _setting(64, "Documents per request to a remote reranker (halved on a 413).")
