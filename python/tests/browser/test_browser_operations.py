@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from conftest import WebPage
-from page_actions import crawl_watched_live, drop_file, operation_card
+from page_actions import crawl_watched_live, drop_file, operation_card, stop_operation
 from playwright.sync_api import FilePayload, expect
 from seeding import api_client, knowledge_items, upload_markdown
 from support.site_fixtures import FixtureSite
@@ -51,6 +51,22 @@ def test_crawl_shows_live_progress_and_stop_cancels_it(web: WebPage, slow: Fixtu
     with api_client(web.base_url) as client:
         state = client.get(f"/api/progress/{progress_id}").json()
     assert state["status"] == "cancelled", state
+    assert web.errors == []
+
+
+def test_a_crawl_running_when_the_page_opens_is_named_after_its_url_and_can_be_stopped(
+    web: WebPage, slow: FixtureSite
+) -> None:
+    """Started by another client (the API), so the card comes from GET /api/progress/ and its snapshot's name."""
+    url = slow.url("/")
+    with api_client(web.base_url) as client:
+        started = client.post("/api/knowledge-items/crawl", json={"url": url, "max_depth": 1})
+        assert started.status_code == 200, started.text
+        page = web.open("#/add")
+        card = operation_card(page, url)
+        expect(card.get_by_role("heading", name=url)).to_be_visible()
+        stop_operation(card, url)
+        assert client.get(f"/api/progress/{started.json()['progressId']}").json()["status"] == "cancelled"
     assert web.errors == []
 
 
