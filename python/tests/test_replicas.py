@@ -80,7 +80,8 @@ def local_ids(app: RunningApp) -> set[str]:
 
 
 async def test_a_crawl_on_a_is_followed_and_stopped_from_b(crawl_ready: Settings) -> None:
-    async with two_replicas(crawl_ready) as (a, b):
+    # B only queues: with room, its loop may claim A's job between A queueing and claiming it
+    async with two_replicas(crawl_ready, replica_max_jobs=0) as (a, b):
         with held_site() as (site, _release):
             started = await a.client.post("/api/knowledge-items/crawl", json={"url": site.url("/")})
             assert started.status_code == 200, started.text
