@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         # the pool logs every failed connection attempt; the command reports the outcome in one line
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         handler: Command = args.handler
-        return handler(args, settings)
+        with secrets_masked_in_logs(settings):  # every command's logs, as `serve` masks them (keys, URL passwords)
+            return handler(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -235,7 +236,7 @@ async def _crawl(args: argparse.Namespace, settings: Settings) -> int:
 
     request = CrawlRequest.checked(**_crawl_fields(args))
     async with _Session(settings) as runtime:
-        with secrets_masked_in_logs(settings), _progress_bar(f"crawl {args.url}") as follow:
+        with _progress_bar(f"crawl {args.url}") as follow:
             result = await runtime.services.crawl.crawl(request, on_progress=follow)
     _print_summary(result)
     return EXIT_OK
@@ -294,15 +295,14 @@ async def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     require_llm(settings)  # before the models load
     question = Question(args.question, args.source, args.match_count, args.library, args.version)
-    with secrets_masked_in_logs(settings):  # LLM_API_KEY and the model servers' keys, as `serve` masks them
-        async with _Session(settings) as runtime:
-            stream = await runtime.services.answer.open_stream(question)
-            async for event in stream.events():
-                if isinstance(event, DeltaEvent):
-                    print(event.text, end="", flush=True)
-                elif isinstance(event, ErrorEvent):
-                    print()
-                    raise RagServerError(event.message)
+    async with _Session(settings) as runtime:
+        stream = await runtime.services.answer.open_stream(question)
+        async for event in stream.events():
+            if isinstance(event, DeltaEvent):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, ErrorEvent):
+                print()
+                raise RagServerError(event.message)
     print()
     for reference in stream.grounding.references:
         mark = "*" if reference.cited else " "
