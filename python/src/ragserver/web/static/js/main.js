@@ -1,4 +1,4 @@
-// The entry: hash routing between the four views, the status banner, and the API key dialog.
+// The entry: hash routing between the five views, the status banner, and the API key dialog.
 
 import { initAuth } from "./auth.js";
 import { alertBox, fillView, showError } from "./dom.js";
@@ -6,12 +6,13 @@ import { renderBrowse } from "./browse.js";
 import { renderSources } from "./sources.js";
 import { startStatus } from "./status.js";
 
-/** Each route: its section, its nav link, and how to render it (Add and Search load on first use). */
+/** Each route: its section, its nav link, and how to render it (Add, Search and Ask load on first use). */
 const ROUTES = {
   sources: { view: "view-sources", nav: "#/sources", render: renderSources },
   browse: { view: "view-browse", nav: "#/sources", render: renderBrowse },
   add: { view: "view-add", nav: "#/add", render: lazy("./add.js", "renderAdd") },
   search: { view: "view-search", nav: "#/search", render: lazy("./search.js", "renderSearch") },
+  ask: { view: "view-ask", nav: "#/ask", render: lazy("./ask.js", "renderAsk") },
 };
 
 function lazy(module, name) {
@@ -29,7 +30,7 @@ function lazy(module, name) {
   };
 }
 
-/** #/sources, #/sources/<id>, #/add, #/search; anything else (a mangled id too) is the start page. */
+/** #/sources, #/sources/<id>, #/add, #/search, #/ask; anything else (a mangled id too) is the start page. */
 function parse(hash) {
   const [, first = "", ...rest] = hash.replace(/^#/, "").split("/");
   const sourceId = rest.join("/");

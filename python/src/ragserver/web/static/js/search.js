@@ -74,7 +74,8 @@ function radio(value, text, checked) {
 }
 
 /** The source filter: "All sources", then each source by title; the current choice is kept when it still exists. */
-async function fillSources(select, error) {
+/** Lists the sources in a Source filter, keeping the chosen one (the ask view's filter uses it too). */
+export async function fillSources(select, error) {
   const chosen = select.value;
   try {
     const { sources } = await api("/api/rag/sources");
