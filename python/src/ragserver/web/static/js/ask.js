@@ -1,23 +1,21 @@
 // The ask view: a question over POST /api/rag/ask, streamed (server-sent events read from fetch, since an
 // EventSource cannot POST), the answer rendered as markdown when it is complete, and the numbered references
-// it cites. Text from the API goes in as text nodes; the finished answer goes through markdown.js (html: false).
+// it cites. Text from the API goes in as text nodes; the finished answer goes through markdown.js (html: false),
+// then its [n] citations become links to the numbered references.
 
 import { apiRequest, errorFrom } from "./api.js";
 import { alertBox, busyWhile, clear, h, hideError, showError } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
-import * as search from "./search.js";
+import { fillSources } from "./search.js";
 import { externalLink, isWeb } from "./sources.js";
 
 const MAX_QUESTION_CHARS = 4000;
 const DEFAULT_COUNT = 5;
 
-/**
- * Builds the form once (a typed question survives navigation), then refreshes the source filter with the
- * search view's filler (read from the module namespace: without that export the filter stays "All sources").
- */
+/** Builds the form once (a typed question survives navigation), then refreshes the source filter. */
 export async function renderAsk(section) {
   if (!section.querySelector("form.ask-form")) buildView(section);
-  await search.fillSources?.(section.querySelector("#ask-source"), section.querySelector(".ask-sources-error"));
+  await fillSources(section.querySelector("#ask-source"), section.querySelector(".ask-sources-error"));
 }
 
 function buildView(section) {
@@ -70,7 +68,8 @@ function buildView(section) {
 async function runAsk(form, view) {
   const data = new FormData(form);
   const question = String(data.get("question") ?? "").trim();
-  if (!question) return;
+  // Ctrl+Enter submits even while the Ask button is disabled: one answer at a time
+  if (!question || form.hasAttribute("aria-busy")) return;
   const body = { question, match_count: Number(data.get("match_count")) || DEFAULT_COUNT, stream: true };
   if (data.get("source")) body.source = String(data.get("source"));
   const controller = new AbortController();
@@ -86,17 +85,19 @@ async function runAsk(form, view) {
   try {
     await busyWhile(form.querySelector("button[type=submit]"), () => stream(body, view, controller.signal));
   } catch (err) {
-    if (err?.name === "AbortError") view.summary.textContent = "Stopped.";
-    else showError(view.error, err);
+    view.summary.textContent = err?.name === "AbortError" ? "Stopped." : "";
+    showError(view.error, err);
     if (!view.answer.textContent) view.answer.hidden = true;
   } finally {
     view.stop.removeEventListener("click", onStop);
+    const stopHadFocus = document.activeElement === view.stop;
     view.stop.hidden = true;
+    if (stopHadFocus) form.querySelector("button[type=submit]").focus(); // a hidden button drops the focus
     form.removeAttribute("aria-busy");
   }
 }
 
-/** Reads the answer's events as they come: references, delta..., then done (or error). */
+/** Reads the answer's events as they come: references, delta..., then done (or error); nothing else ends it. */
 async function stream(body, view, signal) {
   const response = await apiRequest("/api/rag/ask", {
     method: "POST",
@@ -122,14 +123,16 @@ async function stream(body, view, signal) {
         showReferences(view.references, event.data.references);
       } else if (event.name === "delta") {
         text += event.data.text;
-        view.answer.textContent = text;
+        view.answer.append(event.data.text);
       } else if (event.name === "done") {
         await finish(view, text, event.data);
+        return;
       } else if (event.name === "error") {
         throw new Error(event.data.message);
       }
     }
   }
+  throw new Error("The answer broke off before it was complete.");
 }
 
 /** {name, data} of one server-sent event block (`event:` and `data:` lines), or null without data. */
@@ -148,6 +151,7 @@ function parseEvent(block) {
 
 async function finish(view, text, done) {
   await renderMarkdown(view.answer, text);
+  linkCitations(view.answer, view.references);
   for (const item of view.references.children) {
     const cited = done.cited.includes(Number(item.dataset.number));
     item.classList.toggle("cited", cited);
@@ -163,6 +167,31 @@ async function finish(view, text, done) {
   view.summary.textContent = parts.join(" · ");
 }
 
+/** Each [n] in the answer's text (not in code or a link) that names a reference becomes a link to it. */
+function linkCitations(answer, references) {
+  const walker = document.createTreeWalker(answer, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) if (!walker.currentNode.parentElement.closest("a, code")) texts.push(walker.currentNode);
+  for (const node of texts) {
+    const pieces = node.data.split(/(\[\d+\])/);
+    if (pieces.length === 1) continue;
+    node.replaceWith(...pieces.map((piece) => citationLink(piece, references) ?? piece));
+  }
+}
+
+function citationLink(piece, references) {
+  const number = /^\[(\d+)\]$/.exec(piece)?.[1];
+  const target = number && references.querySelector(`#ask-ref-${number}`);
+  if (!target) return null;
+  // the hash is the router's: follow the link by moving the focus to the reference instead
+  const follow = (event) => {
+    event.preventDefault();
+    target.focus();
+  };
+  const attrs = { href: `#${target.id}`, class: "citation", title: target.dataset.title, on: { click: follow } };
+  return h("a", attrs, piece);
+}
+
 function showReferences(list, references) {
   clear(list);
   list.append(
@@ -170,7 +199,13 @@ function showReferences(list, references) {
       const title = reference.title || reference.url;
       return h(
         "li",
-        { id: `ask-ref-${reference.number}`, "data-number": reference.number, class: "result card" },
+        {
+          id: `ask-ref-${reference.number}`,
+          "data-number": reference.number,
+          "data-title": title,
+          tabindex: -1,
+          class: "result card",
+        },
         h(
           "h3",
           { class: "result-title" },
