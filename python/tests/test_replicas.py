@@ -403,3 +403,14 @@ async def test_a_stop_asked_for_an_operation_this_replica_forgot_is_skipped_and_
     await worker.beat()
     assert running.cancelled
     await worker.tracker.drain()
+
+
+async def test_a_stopped_replica_loop_ends_even_while_its_store_is_closed(pg_settings: Settings) -> None:
+    """The loop survives store errors by design (the database may come back); a stop must still end it,
+    also where no cancellation reaches it (at shutdown the store closes while the loop beats)."""
+    async with open_store(pg_settings) as closing:
+        worker = ReplicaWorker(ProgressTracker(), closing, max_jobs=1)
+        loop = asyncio.create_task(worker.run())
+        await asyncio.sleep(0)  # the loop's first beat is under way
+    worker.stop()
+    await asyncio.wait_for(loop, READY_TIMEOUT_S)  # ends without a cancel

@@ -70,6 +70,7 @@ class ReplicaWorker:
         self._runners: dict[str, JobRunner] = {}
         self._jobs: set[str] = set()  # ids of the jobs this replica claimed
         self._forgotten_stops: set[str] = set()  # stops asked for operations the tracker forgot (logged once)
+        self._stopped = False
         tracker.share(store.operations, self.replica)
 
     def register(self, kind: str, runner: JobRunner) -> None:
@@ -113,11 +114,17 @@ class ReplicaWorker:
         job = await self.store.operations.claim([kind], self.replica, operation_id=operation_id)
         return None if job is None else self._adopt(job, counted=False)
 
+    def stop(self) -> None:
+        """End `run` at its next turn. Shutdown also cancels it, but a cancellation that lands inside a
+        database call can come back as a store error, which the loop survives by design; the flag
+        does not depend on that."""
+        self._stopped = True
+
     async def run(self) -> None:
-        """Beat, notice stops, claim and recover until cancelled (at shutdown)."""
+        """Beat, notice stops, claim and recover until stopped or cancelled (at shutdown)."""
         recovered_at = self._clock.now()
         away = False  # the last beat failed on the store: said once, and once more when it answers again
-        while True:
+        while not self._stopped:
             try:
                 await self.beat()
                 await self.claim_queued()

@@ -120,6 +120,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Cancel active operations, stop the ML service, close the store."""
+        if self.replica is not None:
+            self.replica.stop()
         if self._replica_task is not None:
             self._replica_task.cancel()  # claims no new job while the running ones stop
         await self.tracker.cancel_all()
