@@ -6,7 +6,7 @@
 import { apiRequest, errorFrom } from "./api.js";
 import { alertBox, busyWhile, clear, h, hideError, showError } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
-import { fillSources } from "./search.js";
+import { fillSources, sourceField } from "./search.js";
 import { externalLink, isWeb } from "./sources.js";
 
 const MAX_QUESTION_CHARS = 4000;
@@ -36,12 +36,7 @@ function buildView(section) {
     h(
       "div",
       { class: "search-options" },
-      h(
-        "div",
-        { class: "field" },
-        h("label", { for: "ask-source" }, "Source"),
-        h("select", { id: "ask-source", name: "source" }, h("option", { value: "" }, "All sources")),
-      ),
+      sourceField("ask-source"),
       h(
         "div",
         { class: "field search-count" },

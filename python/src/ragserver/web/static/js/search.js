@@ -39,12 +39,7 @@ function buildView(section) {
     h(
       "div",
       { class: "search-options" },
-      h(
-        "div",
-        { class: "field" },
-        h("label", { for: "search-source" }, "Source"),
-        h("select", { id: "search-source", name: "source" }, h("option", { value: "" }, "All sources")),
-      ),
+      sourceField("search-source"),
       h(
         "fieldset",
         { class: "search-mode" },
@@ -73,8 +68,17 @@ function radio(value, text, checked) {
   return h("label", { class: "radio" }, h("input", { type: "radio", name: "return_mode", value, checked }), ` ${text}`);
 }
 
+/** The Source filter's field, empty until `fillSources` lists the sources (the ask view has one too). */
+export function sourceField(id) {
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, "Source"),
+    h("select", { id, name: "source" }, h("option", { value: "" }, "All sources")),
+  );
+}
+
 /** The source filter: "All sources", then each source by title; the current choice is kept when it still exists. */
-/** Lists the sources in a Source filter, keeping the chosen one (the ask view's filter uses it too). */
 export async function fillSources(select, error) {
   const chosen = select.value;
   try {
