@@ -101,6 +101,7 @@ async def run(args: argparse.Namespace) -> None:
             rerank_backend="cohere",
             rerank_url=url,
             reranker_model="cross-encoder",
+            remote_query_timeout_s=60.0,  # the cost is measured here, not the fallback of a slow answer
             **common,
         )
         local, remote = await started(local_settings), await started(remote_settings)
