@@ -23,6 +23,7 @@ from ragserver.config import Settings
 pytestmark = pytest.mark.slow
 
 LLM_KEY = "llm-key-SECRET-5e81b0c2"
+GATEWAY_QUERY = {"api-version": "2024-06-01", "key": "gateway-SECRET-77d0"}  # an Azure-style gateway's query string
 LLM_TIMEOUT_S = 3.0  # a hanging stand-in turns into a 504 this soon; room enough for a loaded machine otherwise
 STANDIN_ANSWER = "The gadget stores vectors in Postgres [1]. It answers questions [2][1]."
 
@@ -58,7 +59,7 @@ async def asking(api_settings: Settings) -> AsyncIterator[Asking]:
     async with chat_standin() as standin:
         settings = dataclasses.replace(
             api_settings,
-            llm_url=standin.base_url,
+            llm_url=f"{standin.base_url}/?{'&'.join(f'{name}={value}' for name, value in GATEWAY_QUERY.items())}",
             llm_model=MODEL,
             llm_api_key=LLM_KEY,
             llm_timeout_s=LLM_TIMEOUT_S,
@@ -132,7 +133,7 @@ async def test_the_answer_is_grounded_in_the_chunks_the_query_finds(asking: Aski
         assert f"[{reference['number']}] " in sent.prompt
         assert reference["content"].strip() in sent.prompt
     assert question in sent.prompt
-    assert sent.headers["Authorization"] == f"Bearer {LLM_KEY}"
+    assert sent.headers["Authorization"] == f"Bearer {LLM_KEY}" and sent.query == GATEWAY_QUERY
 
     # [1] and [2] cited, in order of first citation; [3] not
     assert body["cited"] == [1, 2]
@@ -277,7 +278,8 @@ async def test_an_llm_error_answer_is_a_502_with_its_message_and_never_the_key(
             assert response.status_code == 502, response.text
             message = response.json()["message"]
             assert "HTTP 500" in message and "model overloaded" in message and "***" in message
-            assert LLM_KEY not in response.text
+            assert "/chat/completions?" in message, "the server echoed the query string"
+            assert LLM_KEY not in response.text and GATEWAY_QUERY["key"] not in response.text
     assert "model overloaded" in caplog.text and LLM_KEY not in caplog.text
 
 

@@ -131,6 +131,23 @@ def test_a_401_is_not_retried(standin: ModelServerStandin) -> None:
     assert KEY not in caught.value.message and "Bearer ***" in caught.value.message  # the server echoed it
 
 
+def test_the_url_s_query_string_goes_with_every_request_and_is_never_shown(standin: ModelServerStandin) -> None:
+    """A gateway (Azure-style) wants `?api-version=` on each call; a `key=` there is a secret like the key."""
+    server = RemoteServer(
+        "embedding", f"{standin.base_url}/v1/?api-version=2024-02-01&key=gw-secret-42", KEY, timeout_s=5, retries=0
+    )
+    embedder = OpenAIEmbedder(server, "all-minilm", batch_size=8)
+    assert embedder.probe() == 384
+    assert standin.requests[-1].path == "/v1/embeddings"
+    assert standin.requests[-1].query == {"api-version": "2024-02-01", "key": "gw-secret-42"}
+    assert server.url == f"{standin.base_url}/v1"
+    standin.faults.append("401")
+    with pytest.raises(RemoteModelError, match="HTTP 401") as caught:
+        embedder.embed(TEXTS)
+    assert "/v1/embeddings?" in caught.value.message, "the server echoed the query string"
+    assert "gw-secret-42" not in caught.value.message and KEY not in caught.value.message
+
+
 @pytest.mark.parametrize("garbage", ["not_json", "no_data", "wrong_count", "nan", "wrong_dimension"])
 def test_garbage_is_refused_not_stored(standin: ModelServerStandin, garbage: str) -> None:
     embedder = _embedder(standin, retries=3)
@@ -218,6 +235,8 @@ def test_remote_settings_build_remote_models_and_keep_keys_secret() -> None:
     assert local_env_needed(dataclasses.replace(settings, rerank_backend="local"))
     assert not local_env_needed(dataclasses.replace(settings, rerank_backend="local", use_reranking=False))
     assert {KEY, "rk-standin-9876543210", "pw-in-url-123"} <= set(configured_secrets(settings))
+    with_query = dataclasses.replace(settings, rerank_url="http://gpu-box:7997/v1?api-version=1&key=gw-secret-42")
+    assert "gw-secret-42" in configured_secrets(with_query) and "1" not in configured_secrets(with_query)
     assert public_url("https://a:b@[::1]:8443/v1/") == "https://[::1]:8443/v1"
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ragserver.config import Settings
 
@@ -29,9 +29,8 @@ def mask_in_logs(values: Iterable[str]) -> None:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """The API key, the Supabase service key, the remote model servers' keys, the DATABASE_URL and the
-    passwords inside it and the remote model URLs, and REDIS_URL with its password, the LLM's key and
-    a password in LLM_URL."""
+    """The API key, the Supabase service key, the remote model servers' keys, the DATABASE_URL, REDIS_URL,
+    the LLM's key, and the passwords and query values of all those URLs (url_secrets)."""
     values = [
         settings.ragserver_api_key,
         settings.supabase_service_key,
@@ -43,10 +42,19 @@ def configured_secrets(settings: Settings) -> list[str]:
     ]
     urls = (settings.database_url, settings.embedding_url, settings.rerank_url, settings.redis_url, settings.llm_url)
     for url in urls:
-        with contextlib.suppress(ValueError):
-            values.append(urlsplit(url).password or "")
+        values += url_secrets(url)
     # longest first, so a DSN is masked whole before its password is
     return sorted({v for v in values if len(v) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+
+def url_secrets(url: str) -> list[str]:
+    """What in a URL may be a secret: its password and its query values (a gateway's `?key=`), those too
+    short to be secrets excepted; none for a URL that does not parse."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        values = [parts.password or "", *(value for _, value in parse_qsl(parts.query))]
+        return [value for value in values if len(value) >= MIN_SECRET_CHARS]
+    return []
 
 
 class SecretFilter(logging.Filter):

@@ -44,6 +44,7 @@ class Behaviour:
 class Recorded:
     headers: dict[str, str]
     body: dict[str, Any]
+    query: dict[str, str]
 
     @property
     def prompt(self) -> str:
@@ -75,13 +76,13 @@ def _chunk(text: str | None, finish_reason: str | None) -> bytes:
 
 async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    standin.requests.append(Recorded(headers=dict(request.headers), body=body))
+    standin.requests.append(Recorded(headers=dict(request.headers), body=body, query=dict(request.query)))
     behaviour = standin.behaviour
     if behaviour.mode == "hang":
         await standin.never.wait()
     if behaviour.mode == "status":
         # echoes the key it got, as a careless server might: the client must mask it
-        message = f"model overloaded (request had {request.headers.get('Authorization')})"
+        message = f"model overloaded (request had {request.headers.get('Authorization')} for {request.path_qs})"
         return web.json_response({"error": {"message": message, "type": "server_error"}}, status=500)
     if behaviour.mode == "garbage":
         return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")

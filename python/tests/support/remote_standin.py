@@ -38,6 +38,7 @@ class Seen:
     path: str
     body: Any
     authorization: str | None
+    query: dict[str, str]
 
 
 @dataclass
@@ -103,7 +104,7 @@ class ModelServerStandin:
     async def _common(self, request: web.Request) -> tuple[Any, web.StreamResponse | None, str | None]:
         """The body, an early answer (a fault or a 413) if one is due, and the garbage fault to apply."""
         body = await request.json()
-        self.requests.append(Seen(request.path, body, request.headers.get("Authorization")))
+        self.requests.append(Seen(request.path, body, request.headers.get("Authorization"), dict(request.query)))
         fault = self.faults.popleft() if self.faults else None
         if fault == "timeout":
             self.holding += 1
@@ -111,7 +112,7 @@ class ModelServerStandin:
             self.holding -= 1
             return body, web.Response(status=503), None
         if fault == "401":
-            error = f"stand-in fault 401: bad key in {request.headers.get('Authorization')}"
+            error = f"stand-in fault 401: bad key in {request.headers.get('Authorization')} for {request.path_qs}"
             return body, web.json_response({"error": error}, status=401), None
         if fault == "500":
             return body, web.json_response({"error": "stand-in fault 500"}, status=500), None

@@ -6,8 +6,9 @@ hangs LLMTimeout (504), never a request that waits forever. A stream is opened (
 before it is handed out, so a server that refuses the request still fails as a plain 502/504 before any
 event has gone to the caller. A stream that ends without `[DONE]` or a finish reason was cut off: an
 LLMError, not an answer that looks whole. LLM_API_KEY goes out as a Bearer header and is masked out of
-every message made here (an error body may echo what the server received); messages name LLM_URL without
-its user:password.
+every message made here (an error body may echo what the server received), and so are LLM_URL's password
+and query values; messages name LLM_URL without them. Its query string (a gateway's api-version) goes with
+every request.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from ragserver.config import Settings
 from ragserver.domain import SECRET_MASK
 from ragserver.errors import ConfigError, LLMError, LLMTimeout
+from ragserver.logredact import url_secrets
 from ragserver.ml.remote_http import public_url
 
 CONNECT_TIMEOUT_S = 10.0
@@ -109,11 +112,14 @@ class ChatClient:
             raise ConfigError("LLM_TIMEOUT_S must be more than 0")
         self.settings = settings
         self.model = settings.llm_model
-        self.url = settings.llm_url.rstrip("/") + "/chat/completions"
-        self.shown_url = public_url(self.url)  # httpx sends a user:password in the URL as basic auth
+        parts = urlsplit(settings.llm_url)
+        # httpx sends a user:password in the URL as basic auth; the query string goes with every request
+        self.url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions", query=""))
+        self.shown_url = public_url(self.url)
+        self._secrets = [secret for secret in (settings.llm_api_key, *url_secrets(settings.llm_url)) if secret]
         headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
         timeout = httpx.Timeout(settings.llm_timeout_s, connect=min(CONNECT_TIMEOUT_S, settings.llm_timeout_s))
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, params=httpx.QueryParams(parts.query))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatClient | None:
@@ -194,7 +200,7 @@ class ChatClient:
         raise LLMError(f"the LLM at {self.shown_url} answered HTTP {status}{hint}: {self._masked(body)}")
 
     def _masked(self, text: str) -> str:
-        """At most ERROR_BODY_CHARS of a foreign text, on one line, without the API key."""
-        key = self.settings.llm_api_key
-        masked = text.replace(key, SECRET_MASK) if key else text
-        return " ".join(masked.split())[:ERROR_BODY_CHARS]
+        """At most ERROR_BODY_CHARS of a foreign text, on one line, without the API key or LLM_URL's secrets."""
+        for secret in self._secrets:
+            text = text.replace(secret, SECRET_MASK)
+        return " ".join(text.split())[:ERROR_BODY_CHARS]

@@ -14,8 +14,9 @@ local model. What a failure means decides what happens next:
 - a body that is not JSON: a RemoteModelError saying the server answered garbage.
 
 The last failure is kept (and cleared by the next success) so /health can say the backend is failing
-and why; `url` is the base URL without credentials, safe to show, and a quoted answer body has the key
-and the URL's password masked (a server may echo what it was sent; /health is not a log line).
+and why; `url` is the base URL without credentials or query string, safe to show, and a quoted answer
+body has the key and the URL's password and query values masked (a server may echo what it was sent;
+/health is not a log line). The URL's query string (a gateway's api-version) goes with every request.
 For REMOTE_COOLDOWN_S after such a failure requests fail at once, without asking the server: the
 one inference thread of a model must not spend every search's time on retries against a server
 known to be down. A quick call's failure cools down quick calls only: a server too slow for a
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ragserver.domain import SECRET_MASK
 from ragserver.errors import RemoteModelError
+from ragserver.logredact import url_secrets
 
 if TYPE_CHECKING:  # imported where used: check-ml runs in the bootstrap image, which has no httpx
     import httpx
@@ -54,7 +56,7 @@ class BatchTooLarge(RemoteModelError):
 
 
 def public_url(url: str) -> str:
-    """The URL without user:password, for /health and messages."""
+    """The URL without user:password or query string (either may hold a secret), for /health and messages."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
@@ -85,13 +87,14 @@ class RemoteServer:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         parts = urlsplit(base_url)
         auth = (parts.username or "", parts.password or "") if parts.username else None
-        self._secrets = [secret for secret in (api_key, parts.password) if secret]
+        self._secrets = [secret for secret in (api_key, *url_secrets(base_url)) if secret]
         import httpx
 
         self._client = httpx.Client(
             base_url=self.url + "/",
             headers=headers,
             auth=auth,
+            params=httpx.QueryParams(parts.query),  # e.g. a gateway's api-version, sent with every request
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
         )
