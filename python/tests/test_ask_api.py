@@ -3,6 +3,7 @@ OpenAI chat-completions API (support.openai_chat_standin; no LLM can run here), 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -257,10 +258,28 @@ async def test_a_client_that_leaves_a_stream_lets_go_of_the_llm_request(api_sett
                     deltas += line == "event: delta"
                     if deltas == 2:
                         break
-            left = await apoll_until(
-                lambda: _value(standin.left), lambda n: n == 1, what="the LLM request to be let go", timeout=60
-            )
-        assert left == 1 and len(standin.requests) == 1
+            await _until_let_go(standin)
+
+
+async def test_a_client_that_leaves_before_a_whole_answer_lets_go_of_the_llm_request(api_settings: Settings) -> None:
+    """The same for an answer asked for whole: the server watches the connection while the LLM thinks."""
+    async with chat_standin() as standin:
+        standin.behaviour = Behaviour(mode="hang")
+        settings = dataclasses.replace(api_settings, llm_url=standin.base_url, llm_model=MODEL, llm_timeout_s=600.0)
+        async with live_server(settings) as app:
+            ask = {"question": "How are vectors stored?", "stream": False, "match_count": 1}
+            asking = asyncio.create_task(app.client.post("/api/rag/ask", json=ask))
+            await apoll_until(lambda: _value(len(standin.requests)), lambda n: n == 1, what="the LLM to be asked")
+            asking.cancel()  # httpx drops the connection of a cancelled request
+            await asyncio.wait({asking})
+            await _until_let_go(standin)
+
+
+async def _until_let_go(standin: ChatStandin) -> None:
+    left = await apoll_until(
+        lambda: _value(standin.left), lambda n: n == 1, what="the LLM request to be let go", timeout=60
+    )
+    assert left == 1 and len(standin.requests) == 1
 
 
 async def _value(value: int) -> int:

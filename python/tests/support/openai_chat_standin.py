@@ -2,12 +2,13 @@
 
 It speaks the shape OpenAI, Ollama, vLLM and LM Studio share at `/v1/chat/completions`: a whole
 `chat.completion` body, or with `"stream": true` `data: {chat.completion.chunk}` lines ending with
-`data: [DONE]`. It records every request (headers and JSON body) so a test can read the prompt it was
+`data: [DONE]`. It records every request (headers, query and JSON body) so a test can read the prompt it was
 sent. What it answers is set per test through `behaviour`:
 
 - `answer(body) -> str`: the text of the answer (default: cites [1] and [2]);
-- `mode`: "ok"; "hang" (accepts the request, never answers); "status" (answers 500, its error echoing
-  the Authorization header); "garbage" (an HTML page); "no_choices" (JSON of another shape);
+- `mode`: "ok"; "hang" (accepts the request, silent until the client leaves; `left` counts it);
+  "status" (answers 500, its error echoing the Authorization header and the query string); "garbage"
+  (an HTML page); "no_choices" (JSON of another shape);
   "no_stream" (a whole completion although a stream was asked for, as servers that cannot stream do);
   "hang_mid_stream" (two pieces, then silence until the client leaves; `left` counts those);
   "drop_mid_stream" (two pieces, then the connection closes); "error_mid_stream" (two pieces, then
@@ -59,8 +60,7 @@ class ChatStandin:
     base_url: str
     requests: list[Recorded] = field(default_factory=list)
     behaviour: Behaviour = field(default_factory=Behaviour)
-    never: asyncio.Event = field(default_factory=asyncio.Event)  # what a hanging answer waits for: never set
-    left: int = 0  # hang_mid_stream answers whose client closed the connection
+    left: int = 0  # hanging answers (hang, hang_mid_stream) whose client closed the connection
 
 
 def _chunk(text: str | None, finish_reason: str | None) -> bytes:
@@ -79,7 +79,7 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
     standin.requests.append(Recorded(headers=dict(request.headers), body=body, query=dict(request.query)))
     behaviour = standin.behaviour
     if behaviour.mode == "hang":
-        await standin.never.wait()
+        return await _until_the_client_leaves(standin, request, web.Response(status=503))
     if behaviour.mode == "status":
         # echoes the key it got, as a careless server might: the client must mask it
         message = f"model overloaded (request had {request.headers.get('Authorization')} for {request.path_qs})"
@@ -115,11 +115,7 @@ async def _handle(standin: ChatStandin, request: web.Request) -> web.StreamRespo
 async def _fail_mid_stream(standin: ChatStandin, request: web.Request, response: web.StreamResponse) -> Any:
     mode = standin.behaviour.mode
     if mode == "hang_mid_stream":
-        transport = request.transport
-        while transport is not None and not transport.is_closing():  # aiohttp runs on when the client leaves
-            await asyncio.sleep(0.05)
-        standin.left += 1
-        return response
+        return await _until_the_client_leaves(standin, request, response)
     if mode in ("error_mid_stream", "end_mid_stream"):
         if mode == "error_mid_stream":
             await response.write(b'data: {"error": {"message": "the model crashed", "type": "server_error"}}\n\n')
@@ -127,6 +123,15 @@ async def _fail_mid_stream(standin: ChatStandin, request: web.Request, response:
         return response
     assert request.transport is not None
     request.transport.close()  # drop_mid_stream: the connection ends in the middle of the chunked body
+    return response
+
+
+async def _until_the_client_leaves(standin: ChatStandin, request: web.Request, response: Any) -> Any:
+    """Silence until the client closes the connection (aiohttp runs a handler on after that), counted in `left`."""
+    transport = request.transport
+    while transport is not None and not transport.is_closing():
+        await asyncio.sleep(0.05)
+    standin.left += 1
     return response
 
 

@@ -8,7 +8,9 @@ of the LLM is an `error` event, the last one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -22,8 +24,10 @@ from ragserver.api.handlers import error_responses
 from ragserver.api.rag import LibraryFilter, MatchCount, SourceFilter, VersionFilter
 from ragserver.search.service import MAX_QUERY_CHARS
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: logged, never read
 EVENT_STREAM = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the events
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
@@ -65,9 +69,35 @@ async def rag_ask(body: AskRequest, request: Request, answers: AnswerDep) -> Res
     )
     stream = body.stream if body.stream is not None else EVENT_STREAM in request.headers.get("accept", "")
     if not stream:
-        return await answers.ask(question)
+        return await _unless_the_client_leaves(request, answers.ask(question))
     opened = await answers.open_stream(question)
     return EventSourceResponse(_encoded(opened), headers=STREAM_HEADERS)
+
+
+async def _unless_the_client_leaves(request: Request, answer: Awaitable[AskResponse]) -> Response | AskResponse:
+    """The whole answer; or, once the client has closed the connection, the LLM request cancelled, so a
+    caller that gave up does not keep a model generating for nobody (the response is never read)."""
+    answering = asyncio.ensure_future(answer)
+    leaving = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({answering, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        if not answering.done() and leaving.exception() is not None:  # leaving is done: it ended first
+            await asyncio.wait({answering})  # the connection cannot be watched: the answer decides alone
+    finally:
+        leaving.cancel()
+        if not answering.done():
+            answering.cancel()
+            await asyncio.wait({answering})  # its cleanup (the LLM connection closed) ends here
+    if not answering.cancelled():
+        return answering.result()
+    log.info("the client left before its answer was ready; its LLM request was cancelled")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has closed the connection (the body is read, so only that message is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _encoded(stream: AnswerStream) -> AsyncIterator[bytes]:
