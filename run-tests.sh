@@ -7,9 +7,10 @@
 #                Then the web page's pinned browser libraries (python/docker/fetch_web_vendor.py), kept when there.
 #   lint tier    ruff check (python/ and tests/e2e)
 #   fast tier    python/tests: real embedded Postgres, real MiniLM, a tiny Qwen3 reranker, the type check
-#   browser tier python/tests/browser: the web page in headless Chromium (Playwright) on live servers. Skipped,
-#                saying so, when no Chromium is at $RAGSERVER_CHROMIUM (default /usr/bin/chromium); with
-#                RAGSERVER_REQUIRE_BROWSER=1 (CI) that is a failure.
+#   browser tier python/tests/browser: the web page in headless Chromium and Firefox (Playwright) on live servers.
+#                Skipped, saying so, when no Chromium is at $RAGSERVER_CHROMIUM (default /usr/bin/chromium); its
+#                Firefox runs skipped when no Firefox is at $RAGSERVER_FIREFOX (default /usr/bin/firefox-esr); with
+#                RAGSERVER_REQUIRE_BROWSER=1 (CI) either is a failure.
 #   docker tier  tests/e2e: slim image, bootstrap, compose. Skipped, saying so, when no Docker engine answers
 #                `docker info`; with RAGSERVER_REQUIRE_DOCKER=1 (CI) that is a failure. RAGSERVER_SKIP_DOCKER=1
 #                skips it on purpose.

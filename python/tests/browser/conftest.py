@@ -1,9 +1,12 @@
-"""The browser tier: the built-in page in a real headless Chromium, driven by Playwright.
+"""The browser tier: the built-in page in real headless Chromium and Firefox, driven by Playwright.
 
 Two real `ragserver serve` processes on 127.0.0.1 share one embedded Postgres database with the
 tiny real models: `open_server` without an API key and `keyed_server` with one. Each test gets
 its own Playwright and browser: between its sync calls Playwright marks its own event loop as
 running, which would stop pytest-asyncio from setting up or tearing down fixtures meanwhile.
+Every test runs once in each engine: Debian's `chromium` and `firefox-esr` (the stock Firefox, over
+WebDriver BiDi: Playwright's `moz-firefox` channel). An engine whose binary is missing skips its
+tests, saying so, or fails them under RAGSERVER_REQUIRE_BROWSER=1 (CI).
 
 This folder is a tier of its own (./run-tests.sh runs it after the fast tier): a pytest run over
 all of tests/ leaves it out, and only a run naming this folder (or a file in it) collects it.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from browser_sites import slow_site, unsafe_site
-from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, ViewportSize, expect, sync_playwright
 from support.api_fixtures import API_KEY, serve_subprocess, wait_for_health
 from support.site_fixtures import FixtureSite
 
@@ -43,9 +46,36 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True
 
 
-def chromium_path() -> Path:
-    """RAGSERVER_CHROMIUM, else Debian's chromium package."""
-    return Path(os.environ.get("RAGSERVER_CHROMIUM", "/usr/bin/chromium"))
+@dataclass(frozen=True)
+class Engine:
+    """A browser the tier drives: Playwright's engine, the channel it speaks through and the installed binary."""
+
+    name: str
+    env_var: str
+    default_binary: str
+    package: str
+    channel: str | None = None
+
+    @property
+    def binary(self) -> Path:
+        return Path(os.environ.get(self.env_var, self.default_binary))
+
+    def launch(self, playwright: Playwright) -> Browser:
+        browser_type = getattr(playwright, self.name)
+        return browser_type.launch(executable_path=str(self.binary), channel=self.channel, headless=True)
+
+
+ENGINES = {
+    "chromium": Engine("chromium", "RAGSERVER_CHROMIUM", "/usr/bin/chromium", "chromium"),
+    # Stock Firefox through WebDriver BiDi; Playwright's own patched Firefox cannot be downloaded here.
+    "firefox": Engine("firefox", "RAGSERVER_FIREFOX", "/usr/bin/firefox-esr", "firefox-esr", channel="moz-firefox"),
+}
+
+
+@pytest.fixture(params=list(ENGINES))
+def browser_engine(request: pytest.FixtureRequest) -> str:
+    """Which engine this run of a test uses (a test that must use one parametrizes this name)."""
+    return str(request.param)
 
 
 @dataclass
@@ -90,12 +120,15 @@ def keyed_server(web_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    if not executable.exists():
-        pytest.fail(f"no Chromium at {executable}: apt-get install chromium, or set RAGSERVER_CHROMIUM")
+def browser(browser_engine: str) -> Iterator[Browser]:
+    engine = ENGINES[browser_engine]
+    if not engine.binary.exists():
+        missing = f"no {engine.name} at {engine.binary}: apt-get install {engine.package}, or set {engine.env_var}"
+        if os.environ.get("RAGSERVER_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(executable), headless=True)
+        launched = engine.launch(playwright)
         yield launched
         launched.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import PHONE, OpenPage
 from page_actions import search_box, start_crawl, stop_operation
 from playwright.sync_api import Page, expect
@@ -37,6 +38,7 @@ def shoot(page: Page, name: str, *, full_page: bool = False) -> None:
     assert path.stat().st_size < MAX_PNG_BYTES, f"{path} is {path.stat().st_size} bytes"
 
 
+@pytest.mark.parametrize("browser_engine", ["chromium"])
 def test_readme_screenshots(open_page: OpenPage, open_server: str, slow: FixtureSite) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with doc_site("sphinx") as docs, api_client(open_server) as client:

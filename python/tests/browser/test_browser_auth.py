@@ -7,7 +7,7 @@ import uuid
 
 from conftest import WebPage
 from page_actions import crawl_watched_live, enter_api_key
-from playwright.sync_api import WebSocket, expect
+from playwright.sync_api import expect
 from seeding import api_client, upload_markdown
 from support.api_fixtures import API_KEY
 from support.site_fixtures import FixtureSite
@@ -39,20 +39,31 @@ def test_key_prompt_refuses_a_wrong_key_and_the_right_one_loads_sources(keyed_we
     expect(dialog).to_be_hidden()
 
 
+# Records the text frames each Socket.IO WebSocket of the page receives, in window.socketFrames. Through the page's
+# own WebSocket rather than Playwright's websocket events, which its WebDriver BiDi (Firefox) side does not report.
+RECORD_SOCKET_FRAMES = """(() => {
+  const frames = (window.socketFrames = []);
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(url, ...rest) {
+      super(url, ...rest);
+      if (String(url).includes("/socket.io/")) {
+        this.addEventListener("message", (event) => frames.push(typeof event.data === "string" ? event.data : ""));
+      }
+    }
+  };
+})();"""
+
+
 def test_the_socket_carries_the_key_and_pushes_a_crawls_progress(keyed_web: WebPage, slow: FixtureSite) -> None:
     page = keyed_web.page
-    pushed: list[str] = []
-
-    def watch(socket: WebSocket) -> None:
-        if "/socket.io/" in socket.url:
-            socket.on("framereceived", lambda payload: pushed.append(payload if isinstance(payload, str) else ""))
-
-    page.on("websocket", watch)
+    page.add_init_script(RECORD_SOCKET_FRAMES)
     keyed_web.open()
     enter_api_key(page, API_KEY)
     expect(page.locator("#key-dialog")).to_be_hidden()
 
     progress_id = crawl_watched_live(page, slow.url("/"))
+    pushed: list[str] = page.evaluate("window.socketFrames")
     progress_events = [frame for frame in pushed if frame.startswith('42["progress"')]
     ids = {json.loads(frame[2:])[1]["progressId"] for frame in progress_events}
     assert progress_id in ids, pushed[-5:]
